@@ -1,0 +1,33 @@
+# Two commands do all the set-up on a fresh machine: `make test` and `make demo`.
+# Each builds the project-local virtual environment (.venv) first if it is missing or stale.
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: test demo lint bench extension clean
+
+$(STAMP): requirements-dev.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	touch $(STAMP)
+
+lint: $(STAMP)
+	$(PY) -m ruff check .
+
+test: lint
+	$(PY) -m pytest -q
+
+demo: $(STAMP)
+	$(PY) scripts/render_batch.py --out demo_output --num 8 --resolution 256 256 --samples 16 --contact-sheet demo_output/contact_sheet.png
+
+bench: $(STAMP)
+	$(PY) benchmarks/forward.py
+	$(PY) benchmarks/blender_update.py
+	$(PY) benchmarks/render.py
+
+extension: $(STAMP)
+	$(PY) scripts/build_extension.py
+
+clean:
+	rm -rf dist demo_output .pytest_cache .ruff_cache

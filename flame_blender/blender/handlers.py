@@ -1,0 +1,105 @@
+"""Handlers that keep every head's pose key in step with its coefficients and pose.
+
+- ``depsgraph_update_post``: shape-key values edited (Shape Keys panel, Python, drivers).
+- ``frame_change_post``: animation, in the viewport and in ``render(animation=True)``; values are
+  read from the handler's depsgraph (the original datablock is stale during animation renders).
+- ``undo_post`` / ``redo_post``: data came back from the undo stack, caches are stale.
+- ``load_post``: models reload from the stored paths; a missing model leaves the saved shape.
+
+Writing the pose key inside these handlers tags the mesh; Blender then evaluates once more,
+without running the handlers again, so the evaluated mesh is exact when the update returns.
+All handlers are persistent (they survive file loads) and never raise.
+"""
+
+from __future__ import annotations
+
+import bpy
+from bpy.app.handlers import persistent
+
+from . import head, runtime
+
+_busy = False
+
+
+@persistent
+def on_depsgraph_update_post(scene, depsgraph) -> None:
+    global _busy
+    if _busy:
+        return
+    _busy = True
+    try:
+        for update in depsgraph.updates:
+            if not update.is_updated_geometry:
+                continue
+            obj = update.id
+            if not isinstance(obj, bpy.types.Object):
+                continue
+            original = obj.original
+            if head.is_head(original):
+                head.safe_update(original, depsgraph=depsgraph, force=False)
+    except ReferenceError:
+        pass
+    finally:
+        _busy = False
+
+
+@persistent
+def on_frame_change_post(scene, depsgraph) -> None:
+    global _busy
+    if _busy:
+        return
+    _busy = True
+    try:
+        if depsgraph is None:
+            depsgraph = bpy.context.evaluated_depsgraph_get()
+        head.update_all_heads(force=False, depsgraph=depsgraph, objects=scene.objects)
+    except ReferenceError:
+        pass
+    finally:
+        _busy = False
+
+
+@persistent
+def on_undo_redo_post(scene, *args) -> None:
+    head.forget_caches()
+    head.update_all_heads(force=True)
+
+
+@persistent
+def on_load_post(*args) -> None:
+    head.forget_caches()
+    runtime.forget_errors()
+    head.update_all_heads(force=True)
+
+
+HANDLERS = (
+    ("depsgraph_update_post", on_depsgraph_update_post),
+    ("frame_change_post", on_frame_change_post),
+    ("undo_post", on_undo_redo_post),
+    ("redo_post", on_undo_redo_post),
+    ("load_post", on_load_post),
+)
+
+
+def _matches(existing, handler) -> bool:
+    # A reloaded module makes new function objects: match by qualified name too.
+    return existing is handler or (
+        getattr(existing, "__module__", None) == handler.__module__
+        and getattr(existing, "__qualname__", None) == handler.__qualname__
+    )
+
+
+def register() -> None:
+    for event, handler in HANDLERS:
+        handlers = getattr(bpy.app.handlers, event)
+        if not any(_matches(existing, handler) for existing in handlers):
+            handlers.append(handler)
+
+
+def unregister() -> None:
+    for event, handler in HANDLERS:
+        handlers = getattr(bpy.app.handlers, event)
+        for existing in [h for h in handlers if _matches(h, handler)]:
+            handlers.remove(existing)
+    head.forget_caches()
+    runtime.clear()

@@ -1,0 +1,436 @@
+"""FLAME heads in Blender: import, parameters in and out, and the exact pose shape key.
+
+A head is a mesh object whose data is in FLAME coordinates (y up); the object is rotated +90°
+about X so the head stands up in Blender. Its shape keys are:
+
+- ``Basis``: the FLAME template;
+- ``shape_000``..., ``expr_000``...: one relative key per identity / expression component,
+  ``Basis + shapedirs[..., i]``; the key's value IS the coefficient. Blender blends relative keys
+  linearly, so their mix is FLAME's ``v_shaped`` exactly;
+- ``flame_pose`` (value 1, last): ``Basis + (LBS(v_shaped, pose) + transl - v_shaped)``, computed
+  by the core backend. With it, the evaluated mesh is FLAME's full forward pass, pose correctives
+  included. It must be recomputed whenever a pose value or a coefficient changes:
+  :func:`update_head` does that, called by the pose properties' update callbacks and by the
+  handlers in :mod:`.handlers` (edits, animation, renders, undo, file load).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import bpy
+import numpy as np
+
+from .. import core
+from ..core.errors import FlameFileError, FlameParameterError
+from . import runtime
+
+BASIS_KEY = "Basis"
+POSE_KEY = "flame_pose"
+SHAPE_PREFIX = "shape_"
+EXPRESSION_PREFIX = "expr_"
+#: Shape-key slider range (Blender clamps values to it; its hard limit is ±10).
+COEFFICIENT_LIMIT = 10.0
+POSE_NAMES = ("global_pose", "neck_pose", "jaw_pose", "eye_pose", "transl")
+MAX_SHAPE = 300
+
+
+def shape_key_name(index: int) -> str:
+    return f"{SHAPE_PREFIX}{index:03d}"
+
+
+def expression_key_name(index: int) -> str:
+    return f"{EXPRESSION_PREFIX}{index:03d}"
+
+
+_suspend_depth = 0
+
+
+@contextmanager
+def suspended_updates() -> Iterator[None]:
+    """Within this block, pose property writes do not recompute heads (set many, update once)."""
+    global _suspend_depth
+    _suspend_depth += 1
+    try:
+        yield
+    finally:
+        _suspend_depth -= 1
+
+
+def updates_suspended() -> bool:
+    return _suspend_depth > 0
+
+
+def is_head(obj: Any) -> bool:
+    """True for a mesh object made by :func:`import_head` (and still having its shape keys)."""
+    try:
+        return (
+            obj is not None
+            and obj.type == "MESH"
+            and obj.flame.is_head
+            and obj.data.shape_keys is not None
+        )
+    except (ReferenceError, AttributeError):
+        return False
+
+
+# ---------------------------------------------------------------------------------------------
+# import
+
+
+def _resolve_counts(model: dict, n_shape: int | None, n_expression: int | None) -> tuple[int, int]:
+    from .preferences import get_preferences
+
+    total = int(model["shapedirs"].shape[2])
+    file_shape = min(total, MAX_SHAPE)
+    file_expression = max(total - MAX_SHAPE, 0)
+    prefs = get_preferences()
+    if n_shape is None or n_shape < 0:
+        n_shape = min(file_shape, prefs.default_n_shape) if prefs is not None else file_shape
+    if n_expression is None or n_expression < 0:
+        n_expression = (
+            min(file_expression, prefs.default_n_expression) if prefs is not None else file_expression
+        )
+    if n_shape > file_shape or n_expression > file_expression:
+        raise FlameParameterError(
+            f"asked for {n_shape} identity and {n_expression} expression components; "
+            f"the model has {file_shape} and {file_expression}"
+        )
+    return int(n_shape), int(n_expression)
+
+
+def _optional_extras(folder: Path, faces: np.ndarray) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
+    """Masks and per-corner UVs ``(3F, 2)`` from files beside the model, when present."""
+    masks: dict[str, np.ndarray] = {}
+    masks_file = folder / "FLAME_masks.pkl"
+    if masks_file.is_file():
+        masks = core.load_flame_masks(masks_file)
+    corner_uvs = None
+    template_file = folder / "head_template_mesh.obj"
+    if template_file.is_file():
+        template = core.load_template_mesh(template_file)
+        if template.uv_faces.shape == faces.shape and np.array_equal(template.faces, faces):
+            corner_uvs = np.asarray(template.uvs, dtype=np.float32)[template.uv_faces.reshape(-1)]
+    return masks, corner_uvs
+
+
+def _target_collection(context_or_scene: Any):
+    if isinstance(context_or_scene, bpy.types.Scene):
+        return context_or_scene.collection, None
+    collection = getattr(context_or_scene, "collection", None) or context_or_scene.scene.collection
+    return collection, getattr(context_or_scene, "view_layer", None)
+
+
+def import_head(
+    context_or_scene: Any,
+    flame_dir: str | Path,
+    n_shape: int | None = None,
+    n_expression: int | None = None,
+    name: str = "FLAME",
+) -> bpy.types.Object:
+    """Create a FLAME head object: 5023 vertices, smooth shading, UVs, mask vertex groups,
+    shape keys ``Basis``, ``shape_000``..., ``expr_000``... and the pose key.
+
+    Args:
+        context_or_scene: a context (links into its active collection and makes the head
+            active) or a scene (links into its master collection).
+        flame_dir: a FLAME folder or model file (``core.find_flame_model_file`` picks the model).
+        n_shape, n_expression: components to create; None: the preference defaults, capped at
+            what the model has.
+        name: object and mesh name.
+
+    Raises ``FlameFileError`` / ``FlameParameterError`` with nothing added to the file.
+    """
+    path = Path(bpy.path.abspath(str(flame_dir))).expanduser()
+    if not path.exists():
+        raise FlameFileError(path, "no such file or folder; expected a FLAME folder or model .pkl")
+    model_file = Path(core.find_flame_model_file(path)).resolve()
+    model = runtime.get_model(model_file)
+    n_shape, n_expression = _resolve_counts(model, n_shape, n_expression)
+    faces = np.asarray(model["f"], dtype=np.int64)
+    masks, corner_uvs = _optional_extras(model_file.parent, faces)
+    runtime.get_backend(model_file, n_shape, n_expression)  # fail before creating anything
+
+    collection, view_layer = _target_collection(context_or_scene)
+    mesh = bpy.data.meshes.new(name)
+    obj = None
+    try:
+        _fill_mesh(mesh, runtime.template(model_file), faces, corner_uvs)
+        obj = bpy.data.objects.new(name, mesh)
+        obj.rotation_euler = (math.pi / 2.0, 0.0, 0.0)
+        for mask_name, indices in masks.items():
+            obj.vertex_groups.new(name=mask_name).add(np.unique(indices).tolist(), 1.0, "REPLACE")
+        _add_shape_keys(obj, model, n_shape, n_expression)
+        with suspended_updates():
+            obj.flame.is_head = True
+            obj.flame.model_path = str(model_file)
+            obj.flame.n_shape = n_shape
+            obj.flame.n_expression = n_expression
+        collection.objects.link(obj)
+        update_head(obj)
+    except BaseException:
+        if obj is not None:
+            key = obj.data.shape_keys
+            bpy.data.objects.remove(obj)
+            if key is not None and key.users == 0:
+                bpy.data.shape_keys.remove(key)
+        bpy.data.meshes.remove(mesh)
+        raise
+    if view_layer is not None:
+        for other in view_layer.objects.selected:
+            other.select_set(False)
+        obj.select_set(True)
+        view_layer.objects.active = obj
+    return obj
+
+
+def _fill_mesh(mesh, vertices: np.ndarray, faces: np.ndarray, corner_uvs: np.ndarray | None) -> None:
+    n_faces = faces.shape[0]
+    mesh.vertices.add(vertices.shape[0])
+    mesh.vertices.foreach_set("co", np.ascontiguousarray(vertices, dtype=np.float32).reshape(-1))
+    mesh.loops.add(3 * n_faces)
+    mesh.loops.foreach_set("vertex_index", faces.astype(np.int32).reshape(-1))
+    mesh.polygons.add(n_faces)
+    mesh.polygons.foreach_set("loop_start", np.arange(0, 3 * n_faces, 3, dtype=np.int32))
+    if corner_uvs is not None:
+        mesh.uv_layers.new(name="UVMap").data.foreach_set("uv", corner_uvs.reshape(-1))
+    mesh.update()
+    mesh.polygons.foreach_set("use_smooth", np.ones(n_faces, dtype=bool))
+    mesh.update()
+
+
+def _add_shape_keys(obj, model: dict, n_shape: int, n_expression: int) -> None:
+    basis = obj.shape_key_add(name=BASIS_KEY, from_mix=False)
+    template = np.asarray(model["v_template"], dtype=np.float64)
+    directions = model["shapedirs"]
+    names = [shape_key_name(i) for i in range(n_shape)]
+    names += [expression_key_name(i) for i in range(n_expression)]
+    columns = list(range(n_shape)) + [MAX_SHAPE + i for i in range(n_expression)]
+    for key_name, column in zip(names, columns, strict=True):
+        block = obj.shape_key_add(name=key_name, from_mix=False)
+        block.slider_min = -COEFFICIENT_LIMIT
+        block.slider_max = COEFFICIENT_LIMIT
+        data = (template + directions[:, :, column]).astype(np.float32)
+        _set_key_points(block, data)
+    pose = obj.shape_key_add(name=POSE_KEY, from_mix=False)
+    pose.value = 1.0
+    pose.slider_max = 1.0
+    pose.slider_min = 1.0 - 1e-3  # keeps the pose key out of the way: it always stays at 1
+    pose.value = 1.0
+    if hasattr(pose, "lock_shape"):
+        pose.lock_shape = True
+    obj.active_shape_key_index = 0
+    del basis
+
+
+def _set_key_points(block, data: np.ndarray) -> None:
+    flat = np.ascontiguousarray(data, dtype=np.float32).reshape(-1)
+    points = getattr(block, "points", None)  # Blender 4.1+: much faster than .data
+    (points if points is not None else block.data).foreach_set("co", flat)
+
+
+# ---------------------------------------------------------------------------------------------
+# the pose key
+
+
+@dataclass
+class _HeadCache:
+    """What was last written to one head's pose key, to skip work when nothing changed."""
+
+    key_uid: int
+    block_count: int
+    coefficient_index: np.ndarray  # int64 (n_shape + n_expression,): key_blocks positions
+    pose_index: int
+    coefficients: np.ndarray | None = None  # float32, what v_shaped was computed from
+    v_shaped: np.ndarray | None = None  # float32 (5023, 3)
+    pose: np.ndarray | None = None  # float64 (18,), what the pose key was computed from
+    value_buffer: np.ndarray | None = None
+
+
+_caches: dict[int, _HeadCache] = {}
+
+
+def forget_caches() -> None:
+    """Make the next update of every head recompute (after undo, file load, backend change)."""
+    _caches.clear()
+
+
+def _cache_for(obj, key) -> _HeadCache | None:
+    cache = _caches.get(obj.session_uid)
+    blocks = key.key_blocks
+    if cache is not None and cache.key_uid == key.session_uid and cache.block_count == len(blocks):
+        return cache
+    n_shape, n_expression = obj.flame.n_shape, obj.flame.n_expression
+    positions = {block.name: i for i, block in enumerate(blocks)}
+    wanted = [shape_key_name(i) for i in range(n_shape)]
+    wanted += [expression_key_name(i) for i in range(n_expression)]
+    missing = [name for name in (*wanted, POSE_KEY) if name not in positions]
+    if missing:
+        runtime.report_once(
+            f"{obj.name}: shape keys {missing[:3]}{'...' if len(missing) > 3 else ''} are missing; "
+            "the head cannot be posed"
+        )
+        return None
+    cache = _HeadCache(
+        key_uid=key.session_uid,
+        block_count=len(blocks),
+        coefficient_index=np.array([positions[name] for name in wanted], dtype=np.int64),
+        pose_index=positions[POSE_KEY],
+        value_buffer=np.empty(len(blocks), dtype=np.float32),
+    )
+    _caches[obj.session_uid] = cache
+    return cache
+
+
+def _read_state(obj, key, cache: _HeadCache, depsgraph=None) -> tuple[np.ndarray, np.ndarray]:
+    """Coefficients (float32) and the 18 pose values, evaluated ones when a depsgraph is given."""
+    source_obj, source_key = obj, key
+    if depsgraph is not None:
+        source_obj = obj.evaluated_get(depsgraph)
+        source_key = key.evaluated_get(depsgraph)
+    source_key.key_blocks.foreach_get("value", cache.value_buffer)
+    coefficients = cache.value_buffer[cache.coefficient_index]
+    flame = source_obj.flame
+    pose = np.array(
+        [*flame.global_pose, *flame.neck_pose, *flame.jaw_pose, *flame.eye_pose, *flame.transl],
+        dtype=np.float64,
+    )
+    return coefficients, pose
+
+
+def update_head(obj: bpy.types.Object, depsgraph=None, force: bool = True) -> bool:
+    """Recompute the head's pose shape key from its coefficients and pose.
+
+    Args:
+        obj: the head (original object).
+        depsgraph: read the evaluated (e.g. animated) values from it; None: the original values.
+        force: recompute even if nothing changed since the last update.
+
+    Returns True if the pose key was written. Raises ``FlameFileError`` when the model cannot be
+    loaded (the mesh then keeps its last shape).
+    """
+    obj = getattr(obj, "original", obj)
+    key = obj.data.shape_keys
+    if key is None or not obj.flame.is_head:
+        return False
+    cache = _cache_for(obj, key)
+    if cache is None:
+        return False
+    coefficients, pose = _read_state(obj, key, cache, depsgraph)
+    coefficients_changed = cache.coefficients is None or not np.array_equal(coefficients, cache.coefficients)
+    if not force and not coefficients_changed and np.array_equal(pose, cache.pose):
+        return False
+
+    path = obj.flame.model_path
+    backend = runtime.get_backend(path, obj.flame.n_shape, obj.flame.n_expression)
+    if coefficients_changed or cache.v_shaped is None:
+        n_shape = obj.flame.n_shape
+        cache.v_shaped = np.asarray(
+            backend.shaped(coefficients[:n_shape], coefficients[n_shape:]), dtype=np.float32
+        )
+        cache.coefficients = coefficients
+    vertices, _ = backend.posed(cache.v_shaped, pose[0:3], pose[3:6], pose[6:9], pose[9:15], pose[15:18])
+    data = np.subtract(vertices, cache.v_shaped, dtype=np.float32)
+    data += runtime.template(path)
+    block = key.key_blocks[cache.pose_index]
+    _set_key_points(block, data)
+    if block.value != 1.0 or block.mute:
+        block.mute = False
+        block.value = 1.0
+    key.update_tag()
+    obj.data.update_tag()
+    cache.pose = pose
+    return True
+
+
+def heads(objects=None) -> list[bpy.types.Object]:
+    objects = bpy.data.objects if objects is None else objects
+    return [obj for obj in objects if is_head(obj)]
+
+
+def update_all_heads(force: bool = False, depsgraph=None, objects=None) -> None:
+    """Update every head; a head whose model cannot be loaded keeps its shape (reason recorded)."""
+    for obj in heads(objects):
+        safe_update(obj, depsgraph=depsgraph, force=force)
+
+
+def safe_update(obj, depsgraph=None, force: bool = False) -> bool:
+    """:func:`update_head` for handlers: never raises; problems are recorded and printed once."""
+    try:
+        return update_head(obj, depsgraph=depsgraph, force=force)
+    except ReferenceError:
+        return False  # the head was deleted meanwhile
+    except Exception as error:  # a handler must not raise: Blender would print it every frame
+        try:
+            name = obj.name
+        except ReferenceError:
+            return False
+        runtime.report_once(f"{name}: cannot update the pose ({error})")
+        return False
+
+
+# ---------------------------------------------------------------------------------------------
+# parameters in and out
+
+
+def get_parameters(obj: bpy.types.Object) -> core.FlameParameters:
+    """The head's current parameters (original values: shape keys and ``obj.flame``)."""
+    if not is_head(obj):
+        raise FlameParameterError(f"{getattr(obj, 'name', obj)!r} is not a FLAME head")
+    blocks = obj.data.shape_keys.key_blocks
+    n_shape, n_expression = obj.flame.n_shape, obj.flame.n_expression
+    shape = np.array([blocks[shape_key_name(i)].value for i in range(n_shape)], dtype=np.float64)
+    expression = np.array(
+        [blocks[expression_key_name(i)].value for i in range(n_expression)], dtype=np.float64
+    )
+    flame = obj.flame
+    return core.FlameParameters(
+        shape=shape,
+        expression=expression,
+        **{name: np.array(getattr(flame, name)[:], dtype=np.float64) for name in POSE_NAMES},
+    )
+
+
+def set_parameters(obj: bpy.types.Object, params: core.FlameParameters) -> None:
+    """Set the head's coefficients and pose, then update it once.
+
+    Missing coefficients become zero; extra ones are accepted only when zero. Raises
+    ``FlameParameterError`` for coefficients outside the shape keys' ±10 range or non-zero
+    coefficients the head has no shape key for.
+    """
+    if not is_head(obj):
+        raise FlameParameterError(f"{getattr(obj, 'name', obj)!r} is not a FLAME head")
+    n_shape, n_expression = obj.flame.n_shape, obj.flame.n_expression
+    for group, values, count in (("shape", params.shape, n_shape), ("expression", params.expression, n_expression)):
+        if np.any(values[count:] != 0.0):
+            raise FlameParameterError(
+                f"{group} has {values.shape[0]} coefficients with non-zero values past the "
+                f"{count} this head has; import the head with more components"
+            )
+        if np.any(np.abs(values) > COEFFICIENT_LIMIT):
+            raise FlameParameterError(
+                f"{group} coefficients must lie within ±{COEFFICIENT_LIMIT:g} (shape-key range)"
+            )
+    params = params.resized(n_shape, n_expression)
+    key = obj.data.shape_keys
+    blocks = key.key_blocks
+    cache = _cache_for(obj, key)
+    if cache is None:
+        raise FlameParameterError(f"{obj.name}: its FLAME shape keys are missing")
+    values = np.empty(len(blocks), dtype=np.float32)
+    blocks.foreach_get("value", values)
+    values[cache.coefficient_index] = np.concatenate([params.shape, params.expression])
+    blocks.foreach_set("value", values)
+    with suspended_updates():
+        for name in POSE_NAMES:
+            setattr(obj.flame, name, getattr(params, name).tolist())
+    update_head(obj)
+
+
+def reset_parameters(obj: bpy.types.Object) -> None:
+    set_parameters(obj, core.FlameParameters.zeros(obj.flame.n_shape, obj.flame.n_expression))

@@ -1,0 +1,143 @@
+"""In-memory state that is not saved in the .blend: loaded models, backends and errors.
+
+Models are cached by their resolved file path, backends by (path, kind, counts), so many heads of
+one model share one copy. A model that cannot be loaded is remembered with the reason, shown in
+the panel, and printed once, not on every frame.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .. import core
+
+_models: dict[str, dict[str, Any]] = {}
+_templates: dict[str, np.ndarray] = {}
+_backends: dict[tuple[str, str, int, int], Any] = {}
+_errors: dict[str, str] = {}
+_printed: set[str] = set()
+_backend_notes: dict[str, str] = {}
+_last_backend_name: str | None = None
+
+
+def model_key(path: str | Path) -> str:
+    return str(Path(path).expanduser().resolve())
+
+
+def get_model(path: str | Path) -> dict[str, Any]:
+    """The model dict (``core.load_flame``) of one model file, loaded once per session.
+
+    Raises ``FlameFileError`` (and remembers the reason for :func:`model_error`) when it cannot be
+    loaded.
+    """
+    key = model_key(path)
+    model = _models.get(key)
+    if model is None:
+        if key in _errors:  # failed before: do not re-read it on every update
+            raise core.FlameFileError(key, _errors[key])
+        try:
+            model = core.load_flame(key)
+        except Exception as error:
+            _errors[key] = str(error)
+            raise
+        _models[key] = model
+        _errors.pop(key, None)
+    return model
+
+
+def template(path: str | Path) -> np.ndarray:
+    """The model's template vertices as float32 ``(5023, 3)``: the ``Basis`` shape key."""
+    key = model_key(path)
+    basis = _templates.get(key)
+    if basis is None:
+        basis = np.ascontiguousarray(get_model(key)["v_template"], dtype=np.float32)
+        _templates[key] = basis
+    return basis
+
+
+def get_backend(path: str | Path, n_shape: int, n_expression: int) -> Any:
+    """A ``core.create_backend`` object for this model and these counts, with the preferred kind.
+
+    When the preferred kind is not available (no PyTorch, no CUDA) the automatic choice is used
+    and the reason is kept for :func:`backend_note`.
+    """
+    from .preferences import backend_kind
+
+    global _last_backend_name
+    key = model_key(path)
+    kind = backend_kind()
+    cache_key = (key, kind, int(n_shape), int(n_expression))
+    backend = _backends.get(cache_key)
+    if backend is None:
+        model = get_model(key)
+        try:
+            backend = core.create_backend(model, kind, n_shape=n_shape, n_expression=n_expression)
+            _backend_notes.pop(kind, None)
+        except Exception as error:
+            if kind == "auto":
+                raise
+            _backend_notes[kind] = f"{kind} unavailable ({error}); using the automatic choice"
+            backend = core.create_backend(model, "auto", n_shape=n_shape, n_expression=n_expression)
+        _backends[cache_key] = backend
+    _last_backend_name = backend.name
+    return backend
+
+
+def backend_in_use_label() -> str:
+    from .preferences import backend_kind
+
+    note = _backend_notes.get(backend_kind())
+    name = _last_backend_name or "none loaded yet"
+    return f"{name} ({note})" if note else name
+
+
+def backend_note() -> str | None:
+    from .preferences import backend_kind
+
+    return _backend_notes.get(backend_kind())
+
+
+def model_error(path: str | Path) -> str | None:
+    """Why this model could not be loaded, or None."""
+    if not path:
+        return "no model path stored on this head"
+    return _errors.get(model_key(path))
+
+
+def report_once(message: str) -> None:
+    """Print a handler-time problem once per session instead of on every frame."""
+    if message not in _printed:
+        _printed.add(message)
+        print(f"FLAME: {message}", file=sys.stderr)
+
+
+def forget_errors() -> None:
+    """Let models that failed to load be tried again (after loading a file, on Reload)."""
+    for key in list(_errors):
+        _models.pop(key, None)
+    _errors.clear()
+    _printed.clear()
+
+
+def backend_settings_changed() -> None:
+    _backends.clear()
+    _backend_notes.clear()
+    from . import head
+
+    head.update_all_heads(force=True)
+
+
+def clear() -> None:
+    """Drop every cached model and backend (unregister)."""
+    global _last_backend_name
+    _models.clear()
+    _templates.clear()
+    _backends.clear()
+    _errors.clear()
+    _printed.clear()
+    _backend_notes.clear()
+    _last_backend_name = None

@@ -215,12 +215,13 @@ def _add_shape_keys(obj, model: dict, n_shape: int, n_expression: int) -> None:
         block = obj.shape_key_add(name=key_name, from_mix=False)
         block.slider_min = -COEFFICIENT_LIMIT
         block.slider_max = COEFFICIENT_LIMIT
+        block.value = 0.0  # new keys may start at 1
         data = (template + directions[:, :, column]).astype(np.float32)
         _set_key_points(block, data)
     pose = obj.shape_key_add(name=POSE_KEY, from_mix=False)
-    pose.value = 1.0
+    # Keep the pose key out of the way: its slider barely moves, and updates reset it to 1.
     pose.slider_max = 1.0
-    pose.slider_min = 1.0 - 1e-3  # keeps the pose key out of the way: it always stays at 1
+    pose.slider_min = 1.0 - 1e-3
     pose.value = 1.0
     if hasattr(pose, "lock_shape"):
         pose.lock_shape = True
@@ -323,7 +324,8 @@ def update_head(obj: bpy.types.Object, depsgraph=None, force: bool = True) -> bo
         return False
     coefficients, pose = _read_state(obj, key, cache, depsgraph)
     coefficients_changed = cache.coefficients is None or not np.array_equal(coefficients, cache.coefficients)
-    if not force and not coefficients_changed and np.array_equal(pose, cache.pose):
+    pose_key_ok = cache.value_buffer[cache.pose_index] == 1.0
+    if not force and not coefficients_changed and pose_key_ok and np.array_equal(pose, cache.pose):
         return False
 
     path = obj.flame.model_path

@@ -24,7 +24,7 @@ SUBMODULES: tuple[str, ...] = (
     "handlers",
     "operators",
     "panel",
-    # "render",   # the RENDER helper's subpackage goes here
+    "render",
 )
 
 

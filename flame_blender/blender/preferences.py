@@ -6,6 +6,7 @@ import bpy
 from bpy.props import EnumProperty, IntProperty, StringProperty
 
 from .registration import addon_package, register_classes, unregister_classes
+from .render.device import DEVICE_ITEMS
 
 BACKEND_ITEMS = [
     ("AUTO", "Auto", "PyTorch CUDA if available, else PyTorch CPU, else NumPy"),
@@ -48,6 +49,10 @@ class FlamePreferences(bpy.types.AddonPreferences):
         name="Expression Components",
         description="Expression components a new head gets; capped at what the model has",
         default=100, min=0, max=100,
+    )
+    cycles_device: EnumProperty(
+        name="Cycles Device", description="Where flame.render renders; Auto: the best GPU, else the CPU",
+        items=DEVICE_ITEMS, default="AUTO",
     )
 
     def draw(self, context) -> None:

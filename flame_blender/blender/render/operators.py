@@ -1,0 +1,203 @@
+"""``flame.setup_studio`` and ``flame.render``: thin wrappers that turn errors into reports.
+
+The work is in plain functions (:func:`setup_studio_for_head`, :func:`render_still`) that scripts
+call headless.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import bpy
+from bpy.props import BoolProperty, FloatProperty, IntProperty, PointerProperty, StringProperty
+
+from ... import core
+from ...core.errors import FlameFileError, FlameParameterError
+from .. import head as blender_head
+from ..registration import register_classes, unregister_classes
+from . import device as cycles_device
+from . import material, passes, studio
+
+USER_ERRORS = (FlameFileError, FlameParameterError, OSError)
+
+
+class FlameRenderSettings(bpy.types.PropertyGroup):
+    """``scene.flame_render``: what the Studio and Render buttons use."""
+
+    focal_length: FloatProperty(
+        name="Focal Length", description="Camera focal length (36 mm wide sensor)",
+        default=50.0, min=1.0, soft_max=300.0, unit="CAMERA",
+    )
+    distance: FloatProperty(
+        name="Distance", description="Camera distance from the head's centre",
+        default=0.6, min=0.05, soft_max=5.0, unit="LENGTH",
+    )
+    azimuth: FloatProperty(
+        name="Azimuth", description="Camera angle around the head; 0 = in front, positive = the "
+        "head's left (degrees)", default=0.0, soft_min=-180.0, soft_max=180.0,
+    )
+    elevation: FloatProperty(
+        name="Elevation", description="Camera angle above the head's centre (degrees)",
+        default=0.0, min=-89.0, max=89.0,
+    )
+    light_power: FloatProperty(
+        name="Key Light", description="Key light power; fill and rim follow it",
+        default=40.0, min=0.0, soft_max=500.0, unit="POWER",
+    )
+    transparent: BoolProperty(
+        name="Transparent Background", description="Render the background transparent",
+        default=False,
+    )
+    samples: IntProperty(name="Samples", description="Cycles samples per pixel", default=64, min=1)
+    filepath: StringProperty(
+        name="Output", description="Where flame.render saves the still (empty: not saved)",
+        default="//flame_render.png", subtype="FILE_PATH",
+    )
+    last_device: StringProperty(name="Last Device", description="The device of the last render")
+
+
+def _target_head(context) -> bpy.types.Object | None:
+    obj = context.active_object
+    if blender_head.is_head(obj):
+        return obj
+    return next((o for o in context.scene.objects if blender_head.is_head(o)), None)
+
+
+def setup_studio_for_head(
+    scene: bpy.types.Scene, head: bpy.types.Object, settings: studio.StudioSettings
+) -> bpy.types.Object:
+    """Material (albedo from the model's folder, if any), camera, lights and world; returns the camera."""
+    texture_file = material.find_texture_model_file(Path(head.flame.model_path).parent)
+    texture_model = core.load_texture_model(texture_file) if texture_file else None  # may raise
+    material.ensure_head_material(head, texture_model)
+    scene.render.engine = "CYCLES"
+    return studio.setup_studio(scene, head, settings)
+
+
+def render_still(
+    scene: bpy.types.Scene, filepath: str | None, samples: int, device: str = "AUTO"
+) -> cycles_device.DeviceChoice:
+    """Render the scene camera's view with Cycles; save it to ``filepath`` when given."""
+    if scene.camera is None:
+        raise FlameParameterError("the scene has no camera: run Studio Setup first")
+    scene.render.engine = "CYCLES"
+    choice = cycles_device.select_cycles_device(scene, device)
+    scene.cycles.samples = samples
+    if filepath:
+        path = Path(bpy.path.abspath(filepath))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        passes.render_picture(scene, path, samples, scene.render.film_transparent)
+    else:
+        bpy.ops.render.render()
+    return choice
+
+
+def preferred_device() -> str:
+    from ..preferences import get_preferences
+
+    prefs = get_preferences()
+    return getattr(prefs, "cycles_device", "AUTO") if prefs is not None else "AUTO"
+
+
+class FLAME_OT_setup_studio(bpy.types.Operator):
+    """Camera framing the head, a key, fill and rim light, a plain world and the skin material"""
+
+    bl_idname = "flame.setup_studio"
+    bl_label = "Studio Setup"
+    bl_options = {"REGISTER", "UNDO"}
+
+    focal_length: FloatProperty(name="Focal Length", default=50.0, min=1.0, unit="CAMERA")
+    distance: FloatProperty(name="Distance", default=0.6, min=0.05, unit="LENGTH")
+    azimuth: FloatProperty(name="Azimuth", default=0.0)
+    elevation: FloatProperty(name="Elevation", default=0.0, min=-89.0, max=89.0)
+    light_power: FloatProperty(name="Key Light", default=40.0, min=0.0, unit="POWER")
+    transparent: BoolProperty(name="Transparent Background", default=False)
+
+    @classmethod
+    def poll(cls, context) -> bool:
+        return _target_head(context) is not None
+
+    def invoke(self, context, event):
+        settings = context.scene.flame_render
+        for name in ("focal_length", "distance", "azimuth", "elevation", "light_power", "transparent"):
+            setattr(self, name, getattr(settings, name))
+        return self.execute(context)
+
+    def execute(self, context):
+        head = _target_head(context)
+        if head is None:
+            self.report({"ERROR"}, "No FLAME head in the scene: import one first")
+            return {"CANCELLED"}
+        try:
+            setup_studio_for_head(
+                context.scene,
+                head,
+                studio.StudioSettings(
+                    focal_length=self.focal_length,
+                    distance=self.distance,
+                    azimuth=self.azimuth,
+                    elevation=self.elevation,
+                    light_power=self.light_power,
+                    transparent=self.transparent,
+                ),
+            )
+        except USER_ERRORS as error:
+            self.report({"ERROR"}, str(error))
+            return {"CANCELLED"}
+        return {"FINISHED"}
+
+
+class FLAME_OT_render(bpy.types.Operator):
+    """Render a still with Cycles on the preferred device (GPU when available)"""
+
+    bl_idname = "flame.render"
+    bl_label = "Render Still"
+    bl_options = {"REGISTER"}
+
+    filepath: StringProperty(name="Output", subtype="FILE_PATH", default="")
+    samples: IntProperty(name="Samples", default=64, min=1)
+    device: StringProperty(
+        name="Device", default="", description="AUTO, OPTIX, CUDA, HIP, ONEAPI, METAL or CPU; "
+        "empty: the add-on preference",
+    )
+
+    @classmethod
+    def poll(cls, context) -> bool:
+        return context.scene is not None
+
+    def invoke(self, context, event):
+        settings = context.scene.flame_render
+        self.filepath = settings.filepath
+        self.samples = settings.samples
+        return self.execute(context)
+
+    def execute(self, context):
+        device = (self.device or preferred_device()).upper()
+        if device not in cycles_device.DEVICE_NAMES:
+            self.report({"ERROR"}, f"Unknown device {device!r}; expected one of {', '.join(cycles_device.DEVICE_NAMES)}")
+            return {"CANCELLED"}
+        try:
+            choice = render_still(context.scene, self.filepath, self.samples, device)
+        except USER_ERRORS as error:
+            self.report({"ERROR"}, str(error))
+            return {"CANCELLED"}
+        context.scene.flame_render.last_device = choice.label
+        self.report({"WARNING"} if choice.fell_back else {"INFO"}, choice.message)
+        if self.filepath:
+            self.report({"INFO"}, f"Saved {bpy.path.abspath(self.filepath)}")
+        return {"FINISHED"}
+
+
+classes = (FlameRenderSettings, FLAME_OT_setup_studio, FLAME_OT_render)
+
+
+def register() -> None:
+    register_classes(classes)
+    if not hasattr(bpy.types.Scene, "flame_render"):
+        bpy.types.Scene.flame_render = PointerProperty(type=FlameRenderSettings)
+
+
+def unregister() -> None:
+    if hasattr(bpy.types.Scene, "flame_render"):
+        del bpy.types.Scene.flame_render
+    unregister_classes(classes)

@@ -52,11 +52,14 @@ from . import material, passes, studio
 
 FORMAT_VERSION = 1
 SAMPLES_FOLDER = "samples"
-#: ``--landmarks`` names -> embedding names of ``core.load_landmark_embeddings``, first found wins
+#: ``--landmarks`` names -> landmark sets of core's forward pass (``FlameNumpy.run``), first
+#: found wins. ``ibug68`` is the fixed 68-point embedding; ``ibug68_dynamic`` has the jaw
+#: contour that slides with the head's yaw (DECA / RingNet style), static 51 for the rest.
 LANDMARK_SETS: dict[str, tuple[str, ...]] = {
     "mediapipe": ("mediapipe",),
     "ibug68": ("static_68", "full_68"),
     "ibug51": ("static_51",),
+    "ibug68_dynamic": ("dynamic_68",),
 }
 DEFAULT_LANDMARK_SETS = ("mediapipe", "ibug68")
 FILE_KINDS = {
@@ -153,20 +156,25 @@ class BatchRenderer:
             self.model_file = Path(core.find_flame_model_file(s.flame_dir)).resolve()
             self.model = core.load_flame(self.model_file)
             self.flame_folder = self.model_file.parent
-            embeddings = core.load_landmark_embeddings(self.flame_folder)
-        except FlameFileError as error:
+            total = int(self.model["shapedirs"].shape[2])
+            self.n_shape, self.n_expression = min(total, 300), max(total - 300, 0)
+            # core's forward pass, independent of Blender's: the 3D landmarks come from it, and
+            # each sample checks that the Blender mesh agrees with it
+            self.forward = core.FlameNumpy(
+                self.model_file, n_shape=self.n_shape, n_expression=self.n_expression
+            )
+        except (FlameFileError, FlameParameterError) as error:
             raise BatchInputError(f"--flame-dir: {error}") from None
-        total = int(self.model["shapedirs"].shape[2])
-        self.n_shape, self.n_expression = min(total, 300), max(total - 300, 0)
-        self.embeddings = {}
+        available = self.forward.landmarks.names
+        self.landmark_names = {}
         for name in s.landmark_sets:
-            found = next((key for key in LANDMARK_SETS[name] if key in embeddings), None)
+            found = next((key for key in LANDMARK_SETS[name] if key in available), None)
             if found is None:
                 raise BatchInputError(
                     f"--landmarks {name}: no {' or '.join(LANDMARK_SETS[name])} landmark "
                     f"embedding in {self.flame_folder}"
                 )
-            self.embeddings[name] = embeddings[found]
+            self.landmark_names[name] = found
         texture_file = material.find_texture_model_file(self.flame_folder)
         self.texture_model = core.load_texture_model(texture_file) if texture_file else None
         self.n_albedo = int(self.texture_model.n_components) if self.texture_model else 0
@@ -334,9 +342,6 @@ class BatchRenderer:
         passes.prepare_scene(scene, s.resolution[0], s.resolution[1], s.samples)
         material.ensure_head_material(self.head, self.texture_model)
         material.assign_labels(self.head, self.flame_folder)
-        self._forward = core.FlameNumpy(
-            self.model, n_shape=self.n_shape, n_expression=self.n_expression
-        ) if hasattr(core, "FlameNumpy") else None
 
     def spec(self, index: int) -> SampleSpec:
         s = self.settings
@@ -350,10 +355,16 @@ class BatchRenderer:
             parameters=self.parameters[index] if self.parameters is not None else None,
         )
 
-    def forward_vertices(self, params: FlameParameters) -> np.ndarray:
-        """Core's FLAME forward pass (numpy, float64): ``(5023, 3)`` in FLAME space."""
-        vertices = self._forward.forward(**params.forward_kwargs())
-        return np.asarray(vertices, np.float64).reshape(-1, 3)
+    def forward_landmarks(self, params: FlameParameters) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """Core's FLAME forward pass (numpy, float64): vertices ``(5023, 3)`` in FLAME space and
+        the chosen landmark sets (``--landmarks`` name -> ``(L, 3)``)."""
+        output = self.forward.run(**params.forward_kwargs())
+        vertices = np.asarray(output.vertices, np.float64).reshape(-1, 3)
+        points = {
+            name: np.asarray(output.landmarks[key], np.float64).reshape(-1, 3)
+            for name, key in self.landmark_names.items()
+        }
+        return vertices, points
 
     def render_sample(self, index: int, name: str, samples_dir: Path) -> None:
         s = self.settings
@@ -362,7 +373,7 @@ class BatchRenderer:
         from .. import head as blender_head
 
         blender_head.set_parameters(head, spec.parameters)
-        vertices = self.forward_vertices(spec.parameters)
+        vertices, landmark_points = self.forward_landmarks(spec.parameters)
         mesh_error = np.abs(studio.evaluated_vertices(head) - vertices).max()
         if mesh_error > 1e-4:
             raise RuntimeError(
@@ -414,12 +425,11 @@ class BatchRenderer:
         write_png(paths["labels"], truth.labels)
 
         landmarks = {}
-        for set_name, embedding in self.embeddings.items():
-            points = landmark_points(vertices, np.asarray(self.model["f"], np.int64), embedding)
+        for set_name, points in landmark_points.items():
             projected = project_landmarks(
                 points, world_to_camera, (fx, fy, cx, cy), (width, height), truth.depth
             )
-            landmarks[set_name] = {"embedding": embedding.name, **projected.to_dict()}
+            landmarks[set_name] = {"embedding": self.landmark_names[set_name], **projected.to_dict()}
         record = {
             "id": name,
             "index": index,
@@ -475,13 +485,6 @@ class BatchRenderer:
         if not tiles:
             return None
         return write_png(path, contact_sheet(tiles, columns=6))
-
-
-def landmark_points(vertices: np.ndarray, faces: np.ndarray, embedding) -> np.ndarray:
-    """``(L, 3)`` landmark positions: barycentric points on the embedding's triangles."""
-    corners = vertices[faces[np.asarray(embedding.face_indices, np.int64).reshape(-1)]]
-    weights = np.asarray(embedding.barycentric, np.float64).reshape(-1, 3)
-    return np.einsum("lk,lkd->ld", weights, corners)
 
 
 def sample_tiles(record_path: Path) -> list[np.ndarray]:

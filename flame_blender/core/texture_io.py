@@ -33,7 +33,7 @@ TEXTURE_FILE_NAMES = {
     "bfm_albedo": "FLAME_albedo_from_BFM.npz",
 }
 TEMPLATE_MESH_FILE_NAME = "head_template_mesh.obj"
-_CHUNK_ELEMENTS = 1 << 22  # basis elements per matrix-vector chunk (~32 MB as float64)
+_CHUNK_ELEMENTS = 1 << 22  # basis elements per matrix-vector chunk (bounds temporaries)
 
 
 def _flat(array: np.ndarray, trailing: int) -> tuple[np.ndarray, str]:
@@ -59,6 +59,9 @@ def _combine(mean: np.ndarray, basis: np.ndarray, coefficients: Any, resolution:
             raise FlameParameterError("texture coefficients hold NaN/inf")
         if c.size and np.any(c):
             c = np.concatenate([c, np.zeros(n_components - c.size)])
+            # in the basis' own float type, so matmul never makes a converted copy of a chunk
+            if basis.dtype.kind == "f":
+                c = c.astype(basis.dtype)
             flat_basis, basis_order = _flat(basis, n_components)
             offset = np.zeros_like(result)
             rows = max(1, _CHUNK_ELEMENTS // n_components)

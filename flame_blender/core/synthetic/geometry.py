@@ -1,0 +1,361 @@
+"""The synthetic head mesh: FLAME's vertex and triangle counts, eyeballs at FLAME's indices.
+
+The head (vertices 0..3930) is a star-shaped surface around a centre point, sampled on 61
+horizontal rings below a crown vertex and open at the neck (60 boundary vertices). A disk
+triangulation with V vertices and B boundary vertices has 2V - B - 2 triangles, which gives
+FLAME's 7800 head triangles for V = 3931, B = 60. Each eyeball is a UV sphere of 17 rings by
+32 segments plus two poles: 546 vertices and 1088 triangles, like FLAME's.
+
+UVs: the head is unwrapped cylindrically (u = azimuth, face at u = 0.5, seam at the back of
+the head), the eyeballs get small squares above it. Every ring repeats its seam vertex in UV
+space, which gives 61 + 2 * 17 = 95 seam duplicates: 5118 UVs, the real template's count.
+
+Coordinates: metres, y up, the face looks toward +z, the left eye is at +x.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+N_VERTICES = 5023
+N_FACES = 9976
+N_UVS = 5118
+HEAD_VERTICES = 3931
+LEFT_EYEBALL = range(3931, 4477)
+RIGHT_EYEBALL = range(4477, 5023)
+
+N_RINGS = 61
+NECK_BOUNDARY = 60
+EYE_RINGS = 17
+EYE_SEGMENTS = 32
+EYEBALL_RADIUS = 0.0122
+
+# The star centre of the head surface.
+CENTRE = np.array([0.0, 0.0, -0.005])
+# Polar angle (from +y) of the neck's open end.
+PHI_MAX = np.radians(163.0)
+NECK_BOTTOM_Y = -0.19
+
+
+@dataclass(frozen=True)
+class HeadMesh:
+    vertices: np.ndarray        # (5023, 3) float64
+    faces: np.ndarray           # (9976, 3) int64, outward winding
+    uvs: np.ndarray             # (5118, 2) float64
+    uv_faces: np.ndarray        # (9976, 3) int64
+    ring_of_vertex: np.ndarray  # (5023,) int64: head ring (0 = crown), -1 for eyeballs
+    head_rings: tuple           # per ring: vertex index array (ring 0 = the crown vertex)
+    eye_centres: np.ndarray     # (2, 3) left (+x), right
+    phi: np.ndarray             # (3931,) polar angle of each head vertex
+    theta: np.ndarray           # (3931,) azimuth of each head vertex (0 = front, +pi/2 = +x)
+
+
+def _smoothstep(edge0: float, edge1: float, x: np.ndarray) -> np.ndarray:
+    t = np.clip((x - edge0) / (edge1 - edge0), 0.0, 1.0)
+    return t * t * (3.0 - 2.0 * t)
+
+
+def _gauss(x: np.ndarray, centre: float, sigma: float) -> np.ndarray:
+    return np.exp(-0.5 * ((x - centre) / sigma) ** 2)
+
+
+def directions(phi: np.ndarray, theta: np.ndarray) -> np.ndarray:
+    """Unit vectors for polar angle ``phi`` (from +y) and azimuth ``theta`` (0 = +z, pi/2 = +x)."""
+    s = np.sin(phi)
+    return np.stack([s * np.sin(theta), np.cos(phi), s * np.cos(theta)], axis=-1)
+
+
+def base_radius(d: np.ndarray) -> np.ndarray:
+    """Distance from CENTRE to the feature-less head-and-neck surface along unit vectors ``d``."""
+    dx, dy, dz = d[..., 0], d[..., 1], d[..., 2]
+    # The jaw is narrower than the skull: shrink the width for downward directions.
+    ax = 0.07 * (1.0 - 0.18 * _smoothstep(-0.05, -0.75, dy))
+    ay = np.where(dy > 0, 0.117, 0.122)
+    az = np.where(dz > 0, 0.097, 0.104)
+    # A flatter face: the front is less round than an ellipsoid.
+    az = az + 0.006 * _smoothstep(0.6, 0.95, dz)
+    r_head = 1.0 / np.sqrt((dx / ax) ** 2 + (dy / ay) ** 2 + (dz / az) ** 2)
+    # Neck: an elliptic cylinder below the head, joined with a smooth maximum.
+    horizontal = np.sqrt((dx / 0.054) ** 2 + ((dz + 0.012 * (dy < 0)) / 0.058) ** 2)
+    r_neck = np.where(dy < -0.2, 1.0 / np.maximum(horizontal, 1e-9), 0.0)
+    k = 10.0
+    return (r_head**k + r_neck**k) ** (1.0 / k)
+
+
+def _features(p: np.ndarray) -> np.ndarray:
+    """Outward displacement (metres) of face features at base-surface points ``p`` (N, 3)."""
+    x, y, z = p[:, 0], p[:, 1], p[:, 2]
+    ax = np.abs(x)
+    front = _smoothstep(0.02, 0.065, z)
+    out = np.zeros(len(p))
+    # nose: a ridge from the brow to the tip, wings at the nostrils
+    ridge = _gauss(x, 0.0, 0.0075 + 0.006 * _smoothstep(0.03, -0.02, y))
+    out += 0.024 * ridge * _gauss(y, -0.006, 0.019) * (y < -0.006)
+    out += 0.024 * ridge * _gauss(y, -0.006, 0.03) * (y >= -0.006)
+    out += 0.006 * _gauss(ax, 0.014, 0.006) * _gauss(y, -0.022, 0.006)
+    # eye sockets and brow ridge
+    out -= 0.013 * _gauss(ax, 0.033, 0.013) * _gauss(y, 0.028, 0.011)
+    out += 0.006 * _gauss(ax, 0.03, 0.022) * _gauss(y, 0.051, 0.007)
+    # cheekbones and cheeks
+    out += 0.007 * _gauss(ax, 0.048, 0.014) * _gauss(y, 0.003, 0.014)
+    # lips, the mouth line between them, and the chin
+    out += 0.007 * _gauss(x, 0.0, 0.017) * _gauss(y, -0.046, 0.0055)
+    out += 0.007 * _gauss(x, 0.0, 0.016) * _gauss(y, -0.06, 0.006)
+    out -= 0.004 * _gauss(x, 0.0, 0.02) * _gauss(y, -0.0525, 0.0018)
+    out -= 0.004 * _gauss(x, 0.0, 0.02) * _gauss(y, -0.072, 0.006)
+    out += 0.011 * _gauss(x, 0.0, 0.016) * _gauss(y, -0.088, 0.012)
+    out *= front
+    # ears: a lump on each side, a little behind the middle of the head
+    side = _smoothstep(0.045, 0.07, ax)
+    ear = _gauss(y, 0.005, 0.02) * _gauss(z, -0.012, 0.011)
+    out += side * (0.012 * ear - 0.005 * _gauss(y, 0.005, 0.007) * _gauss(z, -0.008, 0.005))
+    return out
+
+
+def head_surface(phi: np.ndarray, theta: np.ndarray) -> np.ndarray:
+    """Points of the head surface at polar angles ``phi`` and azimuths ``theta``: (N, 3)."""
+    d = directions(phi, theta)
+    p = CENTRE + base_radius(d)[:, None] * d
+    return p + _features(p)[:, None] * d
+
+
+def _ring_layout() -> tuple[np.ndarray, np.ndarray]:
+    """Polar angles of the 61 rings and their vertex counts (summing to 3930, last = 60)."""
+    # Denser rings through the face (eyes to chin) than at the crown.
+    s = np.linspace(0.0, 1.0, 4001)
+    density = 0.55 + 1.0 * np.exp(-0.5 * ((s - 0.58) / 0.2) ** 2)
+    cdf = np.concatenate([[0.0], np.cumsum((density[1:] + density[:-1]) / 2)])
+    cdf /= cdf[-1]
+    targets = np.linspace(0.0, 1.0, N_RINGS + 1)[1:]
+    phis = np.interp(targets, cdf, s) * PHI_MAX
+    phis[0] = max(phis[0], np.radians(2.5))
+    # Vertex counts follow the ring's circumference, the front denser than the back.
+    circumference = np.array(
+        [np.sum(np.linalg.norm(np.diff(_ring_points(p, 256), axis=0), axis=1)) for p in phis]
+    )
+    budget = HEAD_VERTICES - 1 - NECK_BOUNDARY
+    lo, hi = 1e-3, 1e5
+    for _ in range(100):
+        scale = np.sqrt(lo * hi)
+        counts = np.maximum(6, np.round(circumference[:-1] * scale)).astype(np.int64)
+        if counts.sum() > budget:
+            hi = scale
+        else:
+            lo = scale
+    counts = np.maximum(6, np.round(circumference[:-1] * lo)).astype(np.int64)
+    order = np.argsort(-circumference[:-1], kind="stable")
+    i = 0
+    while counts.sum() != budget:
+        counts[order[i % len(order)]] += 1 if counts.sum() < budget else -1
+        i += 1
+    return phis, np.concatenate([counts, [NECK_BOUNDARY]])
+
+
+def _azimuths(n: int) -> np.ndarray:
+    """``n`` azimuths from -pi (the back, seam) upward, denser toward the face (theta = 0)."""
+    t = np.linspace(-np.pi, np.pi, 2001)
+    density = 1.0 + 0.9 * np.exp(-0.5 * (t / 0.9) ** 2)
+    cdf = np.concatenate([[0.0], np.cumsum((density[1:] + density[:-1]) / 2)])
+    cdf /= cdf[-1]
+    return np.interp(np.arange(n) / n, cdf, t)
+
+
+def _ring_points(phi: float, n: int) -> np.ndarray:
+    theta = np.concatenate([_azimuths(n), [np.pi]])
+    return head_surface(np.full(n + 1, phi), theta)
+
+
+def _zip_rings(upper: np.ndarray, upper_theta: np.ndarray, lower: np.ndarray,
+               lower_theta: np.ndarray) -> list[tuple[int, int, int]]:
+    """Triangles between two closed rings, as indices into ring positions 0..n (n = seam copy).
+
+    Returns corner triples of (ring, position) codes: ring 0 = upper, 1 = lower.
+    """
+    m, n = len(upper), len(lower)
+    a = np.concatenate([upper_theta, [upper_theta[0] + 2 * np.pi]])
+    b = np.concatenate([lower_theta, [lower_theta[0] + 2 * np.pi]])
+    i = j = 0
+    tris = []
+    while i < m or j < n:
+        advance_upper = j >= n or (i < m and a[i + 1] <= b[j + 1])
+        if advance_upper:
+            tris.append(((0, i), (1, j), (0, i + 1)))
+            i += 1
+        else:
+            tris.append(((0, i), (1, j), (1, j + 1)))
+            j += 1
+    return tris
+
+
+def _uv_sphere(centre: np.ndarray, radius: float, axis_front: np.ndarray):
+    """Eyeball: poles along the gaze (front pole first), rings around it.
+
+    Returns vertices (546, 3), triangles (1088, 3) local indices, uvs (563, 2) in the unit
+    square, uv triangles (1088, 3), and the polar angle of each vertex from the front pole.
+    """
+    polar = np.linspace(0.0, np.pi, EYE_RINGS + 2)[1:-1]
+    azimuth = np.arange(EYE_SEGMENTS) * 2 * np.pi / EYE_SEGMENTS
+    front = axis_front / np.linalg.norm(axis_front)
+    up = np.array([0.0, 1.0, 0.0])
+    side = np.cross(up, front)
+    side /= np.linalg.norm(side)
+    up = np.cross(front, side)
+    pa, az = np.meshgrid(polar, azimuth, indexing="ij")
+    local = (np.cos(pa)[..., None] * front + np.sin(pa)[..., None]
+             * (np.cos(az)[..., None] * up + np.sin(az)[..., None] * side))
+    verts = np.concatenate([front[None], local.reshape(-1, 3), -front[None]]) * radius + centre
+    vertex_polar = np.concatenate([[0.0], pa.ravel(), [np.pi]])
+
+    def vid(r: int, s: int) -> int:
+        return 1 + r * EYE_SEGMENTS + s % EYE_SEGMENTS
+
+    def uid(r: int, s: int) -> int:
+        return 1 + r * (EYE_SEGMENTS + 1) + s
+
+    tris, uvtris = [], []
+    last_v, last_uv = 1 + EYE_RINGS * EYE_SEGMENTS, 1 + EYE_RINGS * (EYE_SEGMENTS + 1)
+    for s in range(EYE_SEGMENTS):
+        tris.append((0, vid(0, s), vid(0, s + 1)))
+        uvtris.append((0, uid(0, s), uid(0, s + 1)))
+    for r in range(EYE_RINGS - 1):
+        for s in range(EYE_SEGMENTS):
+            tris.append((vid(r, s), vid(r + 1, s), vid(r + 1, s + 1)))
+            uvtris.append((uid(r, s), uid(r + 1, s), uid(r + 1, s + 1)))
+            tris.append((vid(r, s), vid(r + 1, s + 1), vid(r, s + 1)))
+            uvtris.append((uid(r, s), uid(r + 1, s + 1), uid(r, s + 1)))
+    r = EYE_RINGS - 1
+    for s in range(EYE_SEGMENTS):
+        tris.append((last_v, vid(r, s + 1), vid(r, s)))
+        uvtris.append((last_uv, uid(r, s + 1), uid(r, s)))
+    uv = [(0.5, 1.0)]
+    for r in range(EYE_RINGS):
+        for s in range(EYE_SEGMENTS + 1):
+            uv.append((s / EYE_SEGMENTS, 1.0 - (r + 1) / (EYE_RINGS + 1)))
+    uv.append((0.5, 0.0))
+    tris = np.array(tris, dtype=np.int64)
+    # Orient outward: the normal of the first fan triangle must point along the gaze.
+    v0, v1, v2 = verts[tris[0]]
+    if np.dot(np.cross(v1 - v0, v2 - v0), front) < 0:
+        tris = tris[:, ::-1].copy()
+        uvtris = [t[::-1] for t in uvtris]
+    return verts, tris, np.array(uv), np.array(uvtris, dtype=np.int64), vertex_polar
+
+
+# UV layout: the head in the lower part of the square, the eyeballs side by side above it.
+HEAD_UV_BOX = (0.01, 0.01, 0.99, 0.79)            # u0, v0, u1, v1
+LEFT_EYE_UV_BOX = (0.52, 0.81, 0.98, 0.99)
+RIGHT_EYE_UV_BOX = (0.02, 0.81, 0.48, 0.99)
+
+
+def head_uv(phi: np.ndarray, theta: np.ndarray) -> np.ndarray:
+    """UV of a head point: u from the azimuth (face at 0.5), v from the polar angle (crown up)."""
+    u0, v0, u1, v1 = HEAD_UV_BOX
+    u = u0 + (theta + np.pi) / (2 * np.pi) * (u1 - u0)
+    v = v1 - phi / PHI_MAX * (v1 - v0)
+    return np.stack([u, v], axis=-1)
+
+
+def build_head_mesh() -> HeadMesh:
+    phis, counts = _ring_layout()
+    vertices = [CENTRE + base_radius(np.array([[0.0, 1.0, 0.0]]))[0] * np.array([0.0, 1, 0])]
+    vertex_phi, vertex_theta = [0.0], [0.0]
+    rings: list[np.ndarray] = [np.array([0])]
+    ring_thetas: list[np.ndarray] = [np.array([0.0])]
+    uvs = [head_uv(np.array(0.0), np.array(0.0))]
+    ring_uv_start = [0]
+    start = 1
+    uv_start = 1
+    for phi, n in zip(phis, counts, strict=True):
+        theta = _azimuths(int(n))
+        vertices.extend(head_surface(np.full(n, phi), theta))
+        vertex_phi.extend([phi] * n)
+        vertex_theta.extend(theta)
+        rings.append(np.arange(start, start + n))
+        ring_thetas.append(theta)
+        uvs.extend(head_uv(np.full(n + 1, phi), np.concatenate([theta, [np.pi]])))
+        ring_uv_start.append(uv_start)
+        start += n
+        uv_start += n + 1
+    assert start == HEAD_VERTICES
+
+    faces, uv_faces = [], []
+    # crown fan
+    ring1, n1 = rings[1], len(rings[1])
+    for s in range(n1):
+        faces.append((0, ring1[s], ring1[(s + 1) % n1]))
+        uv_faces.append((0, ring_uv_start[1] + s, ring_uv_start[1] + s + 1))
+    for k in range(1, N_RINGS):
+        upper, lower = rings[k], rings[k + 1]
+        for tri in _zip_rings(upper, ring_thetas[k], lower, ring_thetas[k + 1]):
+            face, uv_face = [], []
+            for which, pos in tri:
+                ring_index = k + which
+                ring = rings[ring_index]
+                face.append(ring[pos % len(ring)])
+                uv_face.append(ring_uv_start[ring_index] + pos)
+            faces.append(tuple(face))
+            uv_faces.append(tuple(uv_face))
+    head_vertices = np.array(vertices)
+    faces = np.array(faces, dtype=np.int64)
+    uv_faces = np.array(uv_faces, dtype=np.int64)
+    # Outward winding: the crown fan's normal must point up.
+    v0, v1, v2 = head_vertices[faces[0]]
+    if np.cross(v1 - v0, v2 - v0)[1] < 0:
+        faces = faces[:, ::-1].copy()
+        uv_faces = uv_faces[:, ::-1].copy()
+    head_uvs = np.array(uvs)
+
+    # Eyeballs: centred behind the socket surface so their front pokes out a few millimetres.
+    eye_centres = []
+    for sign in (1.0, -1.0):
+        target = np.array([sign * 0.033, 0.029, 0.0])
+        # surface point in the eye's direction from the centre (search the front hemisphere)
+        best = None
+        for _ in range(1):
+            ph = np.linspace(np.radians(50), np.radians(90), 81)
+            th = np.linspace(0, sign * 0.7, 141)
+            P, T = np.meshgrid(ph, th, indexing="ij")
+            pts = head_surface(P.ravel(), T.ravel())
+            dist = np.hypot(pts[:, 0] - target[0], pts[:, 1] - target[1])
+            best = pts[np.argmin(dist)]
+        centre = np.array([target[0], target[1], best[2] + 0.0035 - EYEBALL_RADIUS])
+        eye_centres.append(centre)
+    eye_centres = np.array(eye_centres)
+
+    all_vertices = [head_vertices]
+    all_faces = [faces]
+    all_uvs = [head_uvs]
+    all_uv_faces = [uv_faces]
+    v_offset, uv_offset = HEAD_VERTICES, len(head_uvs)
+    for centre, box in zip(eye_centres, (LEFT_EYE_UV_BOX, RIGHT_EYE_UV_BOX), strict=True):
+        gaze = np.array([0.0, 0.0, 1.0])
+        v, f, uv, uvf, _ = _uv_sphere(centre, EYEBALL_RADIUS, gaze)
+        u0, vv0, u1, vv1 = box
+        uv = np.stack([u0 + uv[:, 0] * (u1 - u0), vv0 + uv[:, 1] * (vv1 - vv0)], axis=-1)
+        all_vertices.append(v)
+        all_faces.append(f + v_offset)
+        all_uvs.append(uv)
+        all_uv_faces.append(uvf + uv_offset)
+        v_offset += len(v)
+        uv_offset += len(uv)
+
+    ring_of_vertex = np.full(N_VERTICES, -1, dtype=np.int64)
+    for k, ring in enumerate(rings):
+        ring_of_vertex[ring] = k
+    mesh = HeadMesh(
+        vertices=np.concatenate(all_vertices),
+        faces=np.concatenate(all_faces),
+        uvs=np.concatenate(all_uvs),
+        uv_faces=np.concatenate(all_uv_faces),
+        ring_of_vertex=ring_of_vertex,
+        head_rings=tuple(rings),
+        eye_centres=eye_centres,
+        phi=np.array(vertex_phi),
+        theta=np.array(vertex_theta),
+    )
+    assert mesh.vertices.shape == (N_VERTICES, 3), mesh.vertices.shape
+    assert mesh.faces.shape == (N_FACES, 3), mesh.faces.shape
+    assert mesh.uvs.shape == (N_UVS, 2), mesh.uvs.shape
+    return mesh

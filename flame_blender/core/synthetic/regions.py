@@ -1,0 +1,157 @@
+"""Vertex masks and landmark embeddings of the synthetic head.
+
+Masks have FLAME_masks.pkl's exact names, order and sizes; each region is the given number of
+vertices nearest a region centre (under an axis-scaled distance), so sizes match exactly.
+Landmarks are placed in the iBUG 68 layout on the face, found by casting rays at the mesh.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .geometry import HEAD_VERTICES, LEFT_EYEBALL, RIGHT_EYEBALL, HeadMesh
+
+MASK_SIZES = {
+    "eye_region": 751, "neck": 253, "left_eyeball": 546, "right_eyeball": 546,
+    "right_ear": 588, "right_eye_region": 287, "forehead": 133, "lips": 254, "nose": 379,
+    "scalp": 489, "boundary": 114, "face": 1787, "left_ear": 588, "left_eye_region": 287,
+}
+LIPS_DUPLICATES = 4
+
+
+def _nearest(points: np.ndarray, centre, scale, count: int) -> np.ndarray:
+    d = (((points - np.asarray(centre)) / np.asarray(scale)) ** 2).sum(axis=1)
+    return np.argsort(d, kind="stable")[:count]
+
+
+def flame_masks(mesh: HeadMesh) -> dict[str, np.ndarray]:
+    """The 14 regions of FLAME_masks.pkl, in its order, as int64 vertex indices."""
+    head = mesh.vertices[:HEAD_VERTICES]
+    eye_left, eye_right = mesh.eye_centres
+    front = np.where(head[:, 2] > 0.0, 0.0, 10.0)[:, None] * np.array([0, 0, 1.0])
+
+    def region(centre, scale, count, points=head):
+        return np.sort(_nearest(points, centre, scale, count)).astype(np.int64)
+
+    masks = {
+        "eye_region": region((0, 0.03, 0.085), (2.2, 1.0, 1.0), 751),
+        # the neck: the lowest vertices (nearest a point far below, judged by height)
+        "neck": region((0, -0.4, 0), (100.0, 1.0, 100.0), 253),
+        "left_eyeball": np.arange(LEFT_EYEBALL.start, LEFT_EYEBALL.stop, dtype=np.int64),
+        "right_eyeball": np.arange(RIGHT_EYEBALL.start, RIGHT_EYEBALL.stop, dtype=np.int64),
+        "right_ear": region((-0.085, 0.005, -0.012), (1.0, 1.0, 1.0), 588),
+        "right_eye_region": region(eye_right + (0, 0, 0.012), (1.0, 1.0, 1.0), 287),
+        "forehead": region((0, 0.078, 0.09), (2.5, 1.0, 1.0), 133),
+        "nose": region((0, 0.0, 0.11), (1.0, 1.6, 1.0), 379),
+        "scalp": region((0, 0.14, -0.03), (1.0, 1.0, 1.0), 489),
+        "face": region((0, -0.005, 0.12), (1.3, 1.8, 1.0), 1787, head + front),
+        "left_ear": region((0.085, 0.005, -0.012), (1.0, 1.0, 1.0), 588),
+        "left_eye_region": region(eye_left + (0, 0, 0.012), (1.0, 1.0, 1.0), 287),
+    }
+    # boundary: the open neck rim, then the vertices just above it
+    order = np.lexsort((head[:, 1], -mesh.ring_of_vertex[:HEAD_VERTICES]))
+    masks["boundary"] = np.sort(order[:MASK_SIZES["boundary"]]).astype(np.int64)
+    # lips: like the real file, not sorted and with a few vertices listed twice
+    lips = _nearest(head, (0, -0.053, 0.1), (1.6, 1.0, 1.0),
+                    MASK_SIZES["lips"] - LIPS_DUPLICATES)
+    angle = np.arctan2(head[lips, 1] + 0.053, head[lips, 0])
+    lips = lips[np.argsort(angle, kind="stable")]
+    lips = np.concatenate([lips, lips[[3, 50, 120, 200]]]).astype(np.int64)
+    masks["lips"] = lips
+    return {name: masks[name] for name in MASK_SIZES}
+
+
+# --- landmarks -------------------------------------------------------------------------
+
+def _ibug68_xy() -> np.ndarray:
+    """The 68 iBUG points on the face, (68, 2) x/y in metres (subject's right is -x)."""
+    t = np.linspace(0.0, np.pi, 17)
+    jaw = np.stack([-0.062 * np.cos(t) * (1 - 0.18 * np.sin(t)),
+                    0.012 - 0.112 * np.sin(t) ** 1.2], axis=1)
+    brow_right = np.array([[-0.056, 0.044], [-0.047, 0.052], [-0.036, 0.055], [-0.025, 0.054],
+                           [-0.014, 0.05]])
+    brow_left = brow_right[::-1] * np.array([-1.0, 1.0])
+    nose_bridge = np.array([[0, 0.03], [0, 0.018], [0, 0.006], [0, -0.006]])
+    nostrils = np.array([[-0.013, -0.02], [-0.007, -0.022], [0, -0.023], [0.007, -0.022],
+                         [0.013, -0.02]])
+    eye_right = np.array([[-0.046, 0.029], [-0.039, 0.033], [-0.027, 0.033], [-0.02, 0.029],
+                          [-0.027, 0.025], [-0.039, 0.025]])
+    eye_left = eye_right[[3, 2, 1, 0, 5, 4]] * np.array([-1.0, 1.0])
+    mouth_outer = np.array([[-0.024, -0.053], [-0.016, -0.047], [-0.007, -0.044],
+                            [0, -0.045], [0.007, -0.044], [0.016, -0.047], [0.024, -0.053],
+                            [0.016, -0.06], [0.007, -0.064], [0, -0.065], [-0.007, -0.064],
+                            [-0.016, -0.06]])
+    mouth_inner = np.array([[-0.02, -0.053], [-0.008, -0.051], [0, -0.051], [0.008, -0.051],
+                            [0.02, -0.053], [0.008, -0.055], [0, -0.055], [-0.008, -0.055]])
+    return np.concatenate([jaw, brow_right, brow_left, nose_bridge, nostrils, eye_right,
+                           eye_left, mouth_outer, mouth_inner])
+
+
+def _extra_mediapipe_xy() -> np.ndarray:
+    """54 more face points for the MediaPipe embedding: the face oval and eye/lip rings."""
+    t = np.linspace(0.0, 2 * np.pi, 36, endpoint=False)
+    oval = np.stack([0.06 * np.sin(t), -0.02 + 0.095 * np.cos(t)], axis=1)
+    s = np.linspace(0.0, 2 * np.pi, 5, endpoint=False) + 0.3
+    rings = []
+    for cx in (-0.033, 0.033):
+        rings.append(np.stack([cx + 0.008 * np.cos(s), 0.029 + 0.0045 * np.sin(s)], axis=1))
+    cheeks = np.array([[-0.045, -0.01], [0.045, -0.01], [-0.035, -0.035], [0.035, -0.035],
+                       [0, 0.07], [-0.03, 0.075], [0.03, 0.075], [0, -0.085]])
+    return np.concatenate([oval, *rings, cheeks])
+
+
+def project_to_mesh(mesh: HeadMesh, xy: np.ndarray, yaw: float = 0.0):
+    """Face index and barycentric coordinates where rays along -z' hit the head first.
+
+    The view is turned by ``yaw`` radians about y (positive: the camera moves toward +x).
+    Only head triangles are hit. Returns int64 (L,) and float64 (L, 3), coordinates > 0.
+    """
+    c, s = np.cos(yaw), np.sin(yaw)
+    rotation = np.array([[c, 0, -s], [0, 1, 0], [s, 0, c]])
+    v = mesh.vertices @ rotation.T
+    head_faces = np.nonzero(mesh.faces.max(axis=1) < HEAD_VERTICES)[0]
+    tri = v[mesh.faces[head_faces]]
+    a, b, cc = tri[:, 0, :2], tri[:, 1, :2], tri[:, 2, :2]
+    faces = np.empty(len(xy), dtype=np.int64)
+    bary = np.empty((len(xy), 3))
+    det = (b[:, 1] - cc[:, 1]) * (a[:, 0] - cc[:, 0]) + (cc[:, 0] - b[:, 0]) * (a[:, 1] - cc[:, 1])
+    for i, (px, py) in enumerate(xy):
+        with np.errstate(divide="ignore", invalid="ignore"):
+            l0 = ((b[:, 1] - cc[:, 1]) * (px - cc[:, 0]) + (cc[:, 0] - b[:, 0]) * (py - cc[:, 1])) / det
+            l1 = ((cc[:, 1] - a[:, 1]) * (px - cc[:, 0]) + (a[:, 0] - cc[:, 0]) * (py - cc[:, 1])) / det
+        l2 = 1 - l0 - l1
+        inside = (l0 >= 0) & (l1 >= 0) & (l2 >= 0) & (np.abs(det) > 1e-14)
+        if not inside.any():
+            raise ValueError(f"landmark {i} at {px, py} misses the head")
+        z = l0 * tri[:, 0, 2] + l1 * tri[:, 1, 2] + l2 * tri[:, 2, 2]
+        z[~inside] = -np.inf
+        k = int(np.argmax(z))
+        weights = np.clip(np.array([l0[k], l1[k], l2[k]]), 1e-3, None)
+        faces[i] = head_faces[k]
+        bary[i] = weights / weights.sum()
+    return faces, bary
+
+
+def landmark_embeddings(mesh: HeadMesh) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """(face indices, barycentric) for 'static_68', 'static_51', 'mediapipe', plus the 79 x 17
+    dynamic contour under 'dynamic_contour' and the MediaPipe ids under 'mediapipe_ids'."""
+    ibug = _ibug68_xy()
+    f68, b68 = project_to_mesh(mesh, ibug)
+    mediapipe_xy = np.concatenate([ibug[17:], _extra_mediapipe_xy()])
+    f_mp, b_mp = project_to_mesh(mesh, mediapipe_xy)
+    mediapipe_ids = np.sort(np.random.default_rng(468).choice(468, 105, replace=False))
+    dyn_faces = np.empty((79, 17), dtype=np.int64)
+    dyn_bary = np.empty((79, 17, 3))
+    for k, yaw_degrees in enumerate(range(-39, 40)):
+        yaw = np.radians(yaw_degrees)
+        # the contour seen from a turned head: the jaw's silhouette shifts sideways
+        xy = ibug[:17].copy()
+        xy[:, 0] = xy[:, 0] * (1 - 0.1 * np.abs(np.sin(yaw))) + 0.03 * np.sin(yaw)
+        dyn_faces[k], dyn_bary[k] = project_to_mesh(mesh, xy, yaw=yaw)
+    return {
+        "static_68": (f68, b68),
+        "static_51": (f68[17:], b68[17:]),
+        "mediapipe": (f_mp, b_mp),
+        "mediapipe_ids": (mediapipe_ids.astype(np.int64), None),
+        "dynamic_contour": (dyn_faces, dyn_bary),
+    }

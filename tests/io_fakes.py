@@ -34,14 +34,18 @@ class Global:
 
 
 class Call:
-    """Pickled as ``func(*args)`` (a REDUCE), with ``func`` a :class:`Global`."""
+    """Pickled as ``func(*args)`` (a REDUCE), with ``func`` a :class:`Global`; then BUILD with
+    ``state`` when one is given."""
 
-    def __init__(self, func: Global, *args: Any) -> None:
+    def __init__(self, func: Global, *args: Any, state: Any = None) -> None:
         self.func = func
         self.args = args
+        self.state = state
 
     def __reduce_ex__(self, protocol: int) -> tuple:
-        return (self.func, self.args)
+        if self.state is None:
+            return (self.func, self.args)
+        return (self.func, self.args, self.state)
 
 
 class FakeCh:

@@ -193,6 +193,23 @@ def test_allowed_globals_refuse_other_uses(content: Call, problem: str) -> None:
     assert "odd.pkl" in str(caught.value)
 
 
+def test_arrays_of_pointers_cannot_be_forged_from_bytes() -> None:
+    """An object array's elements are pointers: raw bytes must never become one."""
+    reconstruct = Global("numpy.core.multiarray", "_reconstruct")
+    for dtype in (np.dtype("O"), np.dtype([("a", "O"), ("b", "<i8")])):
+        forged = Call(reconstruct, Global("numpy", "ndarray"), (0,), b"b",
+                      state=(1, (1,), dtype, False, b"A" * dtype.itemsize))  # fmt: skip
+        with pytest.raises(FlameFileError, match="not a readable pickle"):
+            load_pickle_bytes(dumps(forged), "forged.pkl")
+        via_buffer = Call(Global("numpy._core.numeric", "_frombuffer"),
+                          b"A" * dtype.itemsize, dtype, (1,), "C")  # fmt: skip
+        with pytest.raises(FlameFileError, match="OBJECT array"):
+            load_pickle_bytes(dumps(via_buffer, protocol=3, py2=False), "forged.pkl")
+        scalar = Call(Global("numpy.core.multiarray", "scalar"), dtype, b"A" * dtype.itemsize)
+        with pytest.raises(FlameFileError, match="numeric numpy.dtype"):
+            load_pickle_bytes(dumps(scalar), "forged.pkl")
+
+
 # --- damaged files --------------------------------------------------------------------------
 
 

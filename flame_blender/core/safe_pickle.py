@@ -158,8 +158,8 @@ def _reconstruct(subtype: Any, shape: Any, dtype: Any) -> np.ndarray:
 
 
 def _scalar(dtype: Any, data: Any = None) -> Any:
-    if not isinstance(dtype, np.dtype):
-        raise pickle.UnpicklingError(f"numpy scalar of {dtype!r}, expected a numpy.dtype")
+    if not isinstance(dtype, np.dtype) or dtype.hasobject:
+        raise pickle.UnpicklingError(f"numpy scalar of {dtype!r}, expected a numeric numpy.dtype")
     if isinstance(data, str):  # Python 2 str read with latin1
         data = data.encode("latin1")
     return _numpy_scalar(dtype, data) if data is not None else _numpy_scalar(dtype)
@@ -277,6 +277,7 @@ _READ_ERRORS = (
     OverflowError,
     MemoryError,
     RecursionError,
+    RuntimeError,  # numpy's scalar/setstate on malformed state
     zipfile.BadZipFile,
 )
 

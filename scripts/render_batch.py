@@ -12,6 +12,7 @@ was written). See the README section "Rendering" for the output layout and conve
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import sys
 from pathlib import Path
@@ -118,7 +119,7 @@ def main(argv: list[str]) -> int:
         return 2
 
     package = import_package()
-    batch = package.blender.render.batch
+    batch = importlib.import_module(f"{package.__name__}.blender.render.batch")
     settings = batch.BatchSettings(
         out=args.out,
         flame_dir=args.flame_dir,

@@ -120,7 +120,7 @@ def project_landmarks(
     points_camera = transform_points(world_to_camera, points_world)
     fx, fy, cx, cy = intrinsics
     z = points_camera[:, 2]
-    safe = np.where(z > 0, points_camera, np.array([0.0, 0.0, 1.0]))
+    safe = np.where((z > 0)[:, None], points_camera, np.array([0.0, 0.0, 1.0]))
     pixels = np.asarray(camera2pixel(safe, fx, fy, cx, cy), np.float64)
     pixels[z <= 0] = np.nan
     width, height = size

@@ -28,6 +28,7 @@ import sys
 import time
 import traceback
 from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -122,7 +123,10 @@ class BatchSummary:
 
 
 class BatchRenderer:
-    """Validate with :meth:`prepare`, then :meth:`run`. Nothing is written before ``run``."""
+    """Validate and build the scene with :meth:`prepare`, then :meth:`run`.
+
+    Nothing is written before ``run``.
+    """
 
     def __init__(self, settings: BatchSettings, log: Callable[[str], None] | None = None) -> None:
         self.settings = settings
@@ -132,6 +136,8 @@ class BatchRenderer:
         self.scene: bpy.types.Scene | None = None
         self.device_choice: cycles_device.DeviceChoice | None = None
         self.timer = passes.RenderTimer()
+        #: wall seconds per phase of render_sample, summed over samples (for the benchmark)
+        self.phase_seconds: dict[str, float] = {}
 
     # -- validation (no writes) -------------------------------------------------------------
 
@@ -186,6 +192,10 @@ class BatchRenderer:
         if not (0 <= s.shard < s.shards):
             raise BatchInputError(f"--shard {s.shard}/{s.shards}: expected 0 <= K < N")
         self._check_output_folder()
+        try:
+            self._build_scene()
+        except (FlameFileError, FlameParameterError, OSError) as error:
+            raise BatchInputError(f"cannot set up the scene: {error}") from None
 
     def _load_parameters(self, path: Path) -> list[FlameParameters]:
         try:
@@ -291,7 +301,6 @@ class BatchRenderer:
         if not todo:
             return summary
 
-        self._build_scene()
         summary.device = self.device_choice.label
         self.log(self.device_choice.message)
         started = time.perf_counter()
@@ -366,22 +375,49 @@ class BatchRenderer:
         }
         return vertices, points
 
+    @contextmanager
+    def _phase(self, name: str):
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.phase_seconds[name] = self.phase_seconds.get(name, 0.0) + time.perf_counter() - started
+
     def render_sample(self, index: int, name: str, samples_dir: Path) -> None:
         s = self.settings
         scene, head = self.scene, self.head
-        spec = self.spec(index)
         from .. import head as blender_head
 
-        blender_head.set_parameters(head, spec.parameters)
-        vertices, landmark_points = self.forward_landmarks(spec.parameters)
-        mesh_error = np.abs(studio.evaluated_vertices(head) - vertices).max()
+        with self._phase("parameters and forward pass"):
+            spec = self.spec(index)
+            blender_head.set_parameters(head, spec.parameters)
+            vertices, landmark_points = self.forward_landmarks(spec.parameters)
+            mesh_error = np.abs(studio.evaluated_vertices(head) - vertices).max()
         if mesh_error > 1e-4:
             raise RuntimeError(
                 f"the Blender mesh differs from FLAME.forward by {mesh_error * 1000:.3f} mm"
             )
+        with self._phase("albedo and studio"):
+            self._set_scene(spec, vertices)
+        with self._phase("picture (render + save)"):
+            paths = {kind: samples_dir / f"{name}.{suffix}" for kind, suffix in FILE_KINDS.items()}
+            atomic_write_with(
+                paths["rgb"],
+                lambda temporary: passes.render_picture(
+                    scene, temporary, s.samples, s.transparent, s.denoise
+                ),
+            )
+        with self._phase("ground truth (render + read)"):
+            truth = passes.render_ground_truth(scene, samples_dir)
+        with self._phase("write outputs"):
+            self._write_sample(index, name, spec, truth, landmark_points, paths)
+
+    def _set_scene(self, spec: SampleSpec, vertices: np.ndarray) -> None:
+        s = self.settings
+        scene, head = self.scene, self.head
         if self.texture_model is not None:
             material.update_albedo_image(head, self.texture_model, spec.albedo)
-        camera = studio.setup_studio(
+        studio.setup_studio(
             scene,
             head,
             studio.StudioSettings(
@@ -398,7 +434,11 @@ class BatchRenderer:
             ),
             centre=studio.head_centre(vertices),
         )
-        scene.cycles.seed = index % (2**31)
+        scene.cycles.seed = spec.index % (2**31)
+
+    def _write_sample(self, index, name, spec, truth, landmark_points, paths) -> None:
+        s = self.settings
+        scene, head, camera = self.scene, self.head, self.scene.camera
         width, height = s.resolution
         data = camera.data
         fx, fy, cx, cy = core_camera.intrinsics_from_blender(
@@ -411,14 +451,6 @@ class BatchRenderer:
         )
         world_to_camera = blender_world_to_camera @ np.array(head.matrix_world)
 
-        paths = {kind: samples_dir / f"{name}.{suffix}" for kind, suffix in FILE_KINDS.items()}
-        atomic_write_with(
-            paths["rgb"],
-            lambda temporary: passes.render_picture(
-                scene, temporary, s.samples, s.transparent, s.denoise
-            ),
-        )
-        truth = passes.render_ground_truth(scene, samples_dir)
         normals = truth.normals_world @ blender_world_to_camera[:3, :3].T.astype(np.float32)
         write_exr(paths["depth"], {"Y": truth.depth})
         write_exr(paths["normal"], {"R": normals[..., 0], "G": normals[..., 1], "B": normals[..., 2]})

@@ -45,6 +45,7 @@ class RenderTimer:
 
     def __init__(self) -> None:
         self.seconds = 0.0
+        self.durations: list[float] = []  # one per render, in order
         self._started: float | None = None
 
     def _pre(self, *args) -> None:
@@ -52,7 +53,9 @@ class RenderTimer:
 
     def _post(self, *args) -> None:
         if self._started is not None:
-            self.seconds += time.perf_counter() - self._started
+            duration = time.perf_counter() - self._started
+            self.seconds += duration
+            self.durations.append(duration)
             self._started = None
 
     def __enter__(self) -> RenderTimer:

@@ -1,0 +1,120 @@
+"""The render layer inside Blender: device choice, studio, albedo material, operators, panel."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from flame_blender.core.camera import camera2pixel, intrinsics_from_blender, world_to_camera_from_blender
+
+
+def test_device_choice_falls_back_to_the_cpu_with_a_message(blender_scene):
+    from flame_blender.blender.render import device
+
+    found = device.available_gpu_backends()
+    auto = device.select_cycles_device(blender_scene, "AUTO")
+    if not found:
+        assert auto.backend == "CPU" and auto.fell_back
+        assert "CPU" in auto.message and "No GPU" in auto.message
+        assert blender_scene.cycles.device == "CPU"
+    else:  # a GPU machine: the first backend in the preferred order wins
+        first = next(b for b in device.GPU_BACKENDS if b in found)
+        assert auto.backend == first and blender_scene.cycles.device == "GPU"
+    for name in device.GPU_BACKENDS:
+        choice = device.select_cycles_device(blender_scene, name)  # never raises
+        assert choice.backend in (name, "CPU")
+        assert choice.message
+    cpu = device.select_cycles_device(blender_scene, "cpu")
+    assert cpu.backend == "CPU" and not cpu.fell_back
+    with pytest.raises(ValueError, match="unknown Cycles device"):
+        device.select_cycles_device(blender_scene, "TPU")
+
+
+def test_preferences_offer_the_cycles_device(blender_addon):
+    from flame_blender.blender.preferences import get_preferences
+
+    prefs = get_preferences()
+    assert prefs.cycles_device == "AUTO"
+    items = [item.identifier for item in prefs.bl_rna.properties["cycles_device"].enum_items]
+    assert items == ["AUTO", "OPTIX", "CUDA", "HIP", "ONEAPI", "METAL", "CPU"]
+
+
+def test_studio_frames_the_head(blender_addon, small_head):
+    bpy = blender_addon
+    scene = bpy.context.scene
+    bpy.context.view_layer.objects.active = small_head
+    result = bpy.ops.flame.setup_studio(focal_length=85.0, distance=0.9, azimuth=20.0, transparent=True)
+    assert result == {"FINISHED"}
+    camera = scene.camera
+    assert camera is not None and camera.data.lens == pytest.approx(85.0)
+    assert scene.render.film_transparent
+    lights = [obj for obj in scene.objects if obj.type == "LIGHT"]
+    assert len(lights) == 3 and scene.world is not None
+    # Running it again updates, never duplicates.
+    bpy.ops.flame.setup_studio(focal_length=50.0, distance=0.6)
+    assert len([obj for obj in scene.objects if obj.type in ("LIGHT", "CAMERA")]) == 4
+    assert scene.camera.data.lens == pytest.approx(50.0)
+    # The head's bounding-box centre projects to the image centre, at the asked distance.
+    from flame_blender.blender.render.studio import evaluated_vertices, head_centre
+
+    centre = head_centre(evaluated_vertices(small_head))
+    width, height = scene.render.resolution_x, scene.render.resolution_y
+    data = scene.camera.data
+    fx, fy, cx, cy = intrinsics_from_blender(
+        data.lens, data.sensor_width, data.sensor_height, data.sensor_fit, width, height
+    )
+    world_to_camera = world_to_camera_from_blender(np.array(scene.camera.matrix_world)) @ np.array(
+        small_head.matrix_world
+    )
+    point = world_to_camera[:3, :3] @ centre + world_to_camera[:3, 3]
+    assert point[2] == pytest.approx(0.6, abs=1e-5)
+    assert np.allclose(camera2pixel(point, fx, fy, cx, cy), (cx, cy), atol=1e-3)
+
+
+def test_render_operator_renders_a_still_and_reports_the_device(blender_addon, small_head, tmp_path):
+    bpy = blender_addon
+    scene = bpy.context.scene
+    bpy.context.view_layer.objects.active = small_head
+    bpy.ops.flame.setup_studio()
+    scene.render.resolution_x, scene.render.resolution_y = 32, 24
+    path = tmp_path / "still.png"
+    assert bpy.ops.flame.render(filepath=str(path), samples=1) == {"FINISHED"}
+    from flame_blender.core.png import read_png
+
+    image = read_png(path)
+    assert image.shape == (24, 32, 4)
+    assert image[..., :3].std() > 0  # something was drawn
+    assert scene.flame_render.last_device  # the device actually used is shown
+    assert bpy.ops.flame.render.poll()
+
+
+def test_albedo_image_rows_are_flipped_into_blender(blender_addon, small_head, flame_dir):
+    from flame_blender import core
+    from flame_blender.blender.render import material
+
+    texture_file = material.find_texture_model_file(flame_dir)
+    assert texture_file is not None
+    model = core.load_texture_model(texture_file)
+    coefficients = np.linspace(-1.0, 1.0, model.n_components)
+    mat = material.ensure_head_material(small_head, model, coefficients)
+    image = mat.node_tree.nodes["FLAME Albedo"].image
+    width, height = image.size
+    pixels = np.empty(width * height * 4, np.float32)
+    image.pixels.foreach_get(pixels)
+    blender_rows = pixels.reshape(height, width, 4)[:, :, :3]
+    expected = np.clip(model.image(coefficients), 0, 1)
+    tolerance = 1e-6 if image.is_float else 1.0 / 255 + 1e-6
+    assert np.abs(blender_rows[::-1] - expected).max() <= tolerance  # Blender's row 0 = bottom
+    assert small_head.data.materials[0] == mat
+    # Without a texture model: a plain skin colour, no image node.
+    plain = material.ensure_head_material(small_head, None)
+    assert "FLAME Albedo" not in plain.node_tree.nodes
+    base = plain.node_tree.nodes["Principled BSDF"].inputs["Base Color"].default_value
+    assert tuple(base) == pytest.approx(material.SKIN_COLOUR)
+
+
+def test_render_panel_is_a_sub_panel_of_the_flame_tab(blender_addon):
+    bpy = blender_addon
+    panel = bpy.types.FLAME_PT_render
+    assert panel.bl_category == "FLAME" and panel.bl_parent_id == "FLAME_PT_head"
+    assert hasattr(bpy.types.Scene, "flame_render")

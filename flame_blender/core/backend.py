@@ -1,0 +1,299 @@
+"""Single-head FLAME evaluation for the Blender layer: ``create_backend(model, kind)``.
+
+The Blender sliders call :meth:`FlameBackend.shaped` when an identity/expression coefficient
+changes and :meth:`FlameBackend.posed` on every pose change, with plain numpy arrays. Both are
+built for that:
+
+* ``posed`` never redoes shape blending: it takes the ``v_shaped`` that ``shaped`` returned
+  and, when it is that very array, reuses its planar copy and rest joints;
+* ``shaped`` updates incrementally when only a few coefficients changed since the last call
+  (a slider drag changes one): ``v += dirs[k] * (new_k - old_k)`` accumulated in float64 on the
+  float32 directions, which costs one row instead of the whole 400-row product; all-zero
+  coefficients return ``v_template`` exactly, and a full product is redone every
+  :data:`FULL_UPDATE_EVERY` incremental steps or when many coefficients change;
+* the 5-joint rotation chain runs in numpy float64 (a few microseconds); the per-vertex work runs
+  in torch (``inference_mode``) for the torch kinds or numpy for ``numpy``, into buffers reused
+  from call to call. Outputs are fresh float32 C-contiguous arrays, safe to keep.
+
+``kind``: ``"torch_cpu"``, ``"torch_cuda"``, ``"numpy"``, or ``"auto"`` = PyTorch on the CPU
+when torch imports, else NumPy. (For one head the CPU beats a GPU: the work is smaller than the
+cost of launching kernels and copying back.)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import FlameParameterError
+from .flame_numpy import prepare_flame_arrays, resolve_flame_source, rigid_transforms
+from .rotation import axis_angle_to_matrix
+
+KINDS = ("auto", "torch_cpu", "torch_cuda", "numpy")
+#: More changed coefficients than this: one full product is cheaper than row updates.
+MAX_INCREMENTAL_CHANGES = 24
+#: Incremental updates between full products (bounds any float drift).
+FULL_UPDATE_EVERY = 256
+
+
+def torch_available() -> bool:
+    """Whether PyTorch can be imported here (stock Blender: no)."""
+    try:
+        import torch  # noqa: F401
+    except Exception:
+        return False
+    return True
+
+
+def create_backend(
+    model: Mapping[str, Any] | str | Path | None,
+    kind: str = "auto",
+    n_shape: int | None = None,
+    n_expression: int | None = None,
+) -> FlameBackend:
+    """A single-head FLAME evaluator for ``model`` (a dict as ``load_flame`` returns, or a path).
+
+    ``n_shape``/``n_expression``: None = all the model holds. Raises ``ValueError`` for an unknown
+    kind and ``RuntimeError`` when the kind cannot run here (no torch, no CUDA).
+    """
+    if kind not in KINDS:
+        raise ValueError(f"backend kind {kind!r}: expected one of {KINDS}")
+    if kind == "auto":
+        kind = "torch_cpu" if torch_available() else "numpy"
+    source, _ = resolve_flame_source(model)
+    if kind == "numpy":
+        return FlameBackend(source, n_shape, n_expression)
+    if not torch_available():
+        raise RuntimeError(f"backend {kind!r} needs PyTorch, which is not importable here; use 'numpy'")
+    import torch
+
+    if kind == "torch_cuda" and not torch.cuda.is_available():
+        raise RuntimeError("backend 'torch_cuda': PyTorch sees no CUDA device here")
+    return TorchBackend(source, n_shape, n_expression, device="cuda" if kind == "torch_cuda" else "cpu")
+
+
+class FlameBackend:
+    """NumPy single-head evaluator (float32 arrays, float64 joint math). See the module docstring."""
+
+    name = "NumPy"
+
+    def __init__(self, model: Mapping[str, Any], n_shape: int | None, n_expression: int | None) -> None:
+        arrays = prepare_flame_arrays(model, n_shape, n_expression)
+        self.arrays = arrays
+        self.n_shape = arrays.n_shape
+        self.n_expression = arrays.n_expression
+        self.n_vertices = arrays.n_vertices
+        self.faces = arrays.faces
+        self.v_template = arrays.v_template.astype(np.float32)
+        self._template_planar64 = arrays.v_template_planar
+        self._blend32 = arrays.blend_directions.astype(np.float32)
+        self._joint_template = arrays.joint_template
+        self._joint_directions = arrays.joint_directions
+        self._joint_regressor = arrays.joint_regressor
+        self._levels = arrays.levels
+        self._parents = arrays.parents
+        self._coefficients: np.ndarray | None = None
+        self._planar64: np.ndarray | None = None
+        self._incremental_steps = 0
+        self._last_shaped: np.ndarray | None = None
+        self._last_planar: Any = None
+        self._last_joints: np.ndarray | None = None
+        self._setup_heavy(arrays)
+
+    # -- the two calls the Blender layer makes ------------------------------------------------
+
+    def shaped(self, shape: Any = None, expression: Any = None) -> np.ndarray:
+        """``v_shaped`` ``(V, 3)`` float32 for ``shape (n_shape,)`` and ``expression (n_expression,)``."""
+        coefficients = np.zeros(self.n_shape + self.n_expression)
+        for name, value, start, size in (
+            ("shape", shape, 0, self.n_shape),
+            ("expression", expression, self.n_shape, self.n_expression),
+        ):
+            if value is None:
+                continue
+            vector = _vector(name, value)
+            if vector.size > size:
+                raise FlameParameterError(f"{name}: at most {size} values, got {vector.size}")
+            coefficients[start : start + vector.size] = vector
+        previous = self._coefficients
+        changed = None if previous is None else np.flatnonzero(coefficients != previous)
+        if changed is not None and changed.size == 0 and self._last_shaped is not None:
+            return self._last_shaped.copy()
+        if not coefficients.any():
+            planar64 = self._template_planar64.copy()
+            self._incremental_steps = 0
+        elif (
+            changed is None
+            or changed.size > MAX_INCREMENTAL_CHANGES
+            or self._incremental_steps >= FULL_UPDATE_EVERY
+            or self._planar64 is None
+        ):
+            planar64 = self._full_blend(coefficients)
+            self._incremental_steps = 0
+        else:
+            step = (coefficients[changed] - previous[changed]) @ self._blend32[changed].astype(np.float64)
+            planar64 = self._planar64 + step
+            self._incremental_steps += 1
+        self._coefficients = coefficients
+        self._planar64 = planar64
+        joints = (self._joint_template + coefficients @ self._joint_directions).reshape(-1, 3)
+        out = np.ascontiguousarray(planar64.reshape(3, -1).T, dtype=np.float32)
+        self._remember(out, joints)
+        return out
+
+    def posed(
+        self,
+        v_shaped: np.ndarray,
+        global_pose: Any = None,
+        neck_pose: Any = None,
+        jaw_pose: Any = None,
+        eye_pose: Any = None,
+        transl: Any = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Pose ``v_shaped (V, 3)``: ``(vertices (V, 3) float32 C-contiguous, joints (5, 3) float64)``."""
+        pose = np.zeros((5, 3))
+        for name, value, row, size in (
+            ("global_pose", global_pose, 0, 3),
+            ("neck_pose", neck_pose, 1, 3),
+            ("jaw_pose", jaw_pose, 2, 3),
+            ("eye_pose", eye_pose, 3, 6),
+        ):
+            if value is not None:
+                vector = _vector(name, value)
+                if vector.size != size:
+                    raise FlameParameterError(f"{name}: expected {size} values, got {vector.size}")
+                pose.reshape(-1)[3 * row : 3 * row + size] = vector
+        offset = None if transl is None else _vector("transl", transl)
+        if offset is not None and offset.size != 3:
+            raise FlameParameterError(f"transl: expected 3 values, got {offset.size}")
+        if v_shaped is self._last_shaped and self._last_planar is not None:
+            planar, rest_joints = self._last_planar, self._last_joints
+        else:
+            v = np.asarray(v_shaped)
+            if v.shape != (self.n_vertices, 3):
+                raise FlameParameterError(f"v_shaped: expected shape ({self.n_vertices}, 3), got {v.shape}")
+            if not np.all(np.isfinite(v)):
+                raise FlameParameterError("v_shaped holds NaN or inf values")
+            rest_joints = self._joint_regressor @ v.astype(np.float64)
+            planar = self._to_planar(v)
+        rotations = axis_angle_to_matrix(pose[None])
+        transforms, world_joints, _ = rigid_transforms(rotations, rest_joints[None], self._levels, self._parents)
+        feature = (rotations[0, 1:] - np.eye(3)).reshape(-1)
+        per_joint = transforms[0].reshape(5, 12).T  # (12, J)
+        vertices = self._skin(planar, feature, per_joint, offset)
+        joints = world_joints[0] if offset is None else world_joints[0] + offset
+        return vertices, joints
+
+    # -- the heavy parts (numpy here, torch in TorchBackend) ------------------------------------
+
+    def _setup_heavy(self, arrays: Any) -> None:
+        self._pose32 = arrays.pose_directions.astype(np.float32)
+        self._weights32 = arrays.weights_transposed.astype(np.float32)
+        n = self.n_vertices
+        self._posed_buffer = np.empty(3 * n, dtype=np.float32)
+        self._blended_buffer = np.empty((12, n), dtype=np.float32)
+        self._product_buffer = np.empty((3, 3, n), dtype=np.float32)
+
+    def _full_blend(self, coefficients: np.ndarray) -> np.ndarray:
+        return self._template_planar64 + (coefficients.astype(np.float32) @ self._blend32).astype(np.float64)
+
+    def _remember(self, shaped: np.ndarray, joints: np.ndarray) -> None:
+        self._last_shaped = shaped
+        self._last_joints = joints
+        self._last_planar = self._planar64.astype(np.float32)
+
+    def _to_planar(self, v: np.ndarray) -> Any:
+        return np.ascontiguousarray(v.T, dtype=np.float32).reshape(-1)
+
+    def _skin(self, planar: Any, feature: np.ndarray, per_joint: np.ndarray, offset: np.ndarray | None) -> np.ndarray:
+        n = self.n_vertices
+        v_posed = np.matmul(feature.astype(np.float32), self._pose32, out=self._posed_buffer)
+        v_posed += planar
+        v_posed = v_posed.reshape(3, n)
+        blended = np.matmul(per_joint.astype(np.float32), self._weights32, out=self._blended_buffer).reshape(3, 4, n)
+        product = np.multiply(blended[:, :3], v_posed[None], out=self._product_buffer)
+        out = np.empty((n, 3), dtype=np.float32)
+        skinned = out.T  # planar view of the interleaved result: the last sum writes it in place
+        np.sum(product, axis=1, out=skinned)
+        skinned += blended[:, 3]
+        skinned += v_posed
+        if offset is not None:
+            skinned += offset.astype(np.float32)[:, None]
+        return out
+
+
+class TorchBackend(FlameBackend):
+    """The same with PyTorch for the per-vertex work (CPU or CUDA), in ``inference_mode``."""
+
+    def __init__(self, model: Mapping[str, Any], n_shape: int | None, n_expression: int | None, device: str = "cpu") -> None:
+        self.device = device
+        self.name = "PyTorch CUDA" if device == "cuda" else "PyTorch CPU"
+        super().__init__(model, n_shape, n_expression)
+
+    def _setup_heavy(self, arrays: Any) -> None:
+        import torch
+
+        self._torch = torch
+        n = self.n_vertices
+
+        def tensor(array: np.ndarray) -> Any:
+            return torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32)).to(self.device)
+
+        self._pose_t = tensor(arrays.pose_directions)
+        self._weights_t = tensor(arrays.weights_transposed)
+        self._blend_t = tensor(arrays.blend_directions)
+        self._template_t = tensor(arrays.v_template_planar)
+        with torch.inference_mode():
+            self._posed_t = torch.empty(3 * n, device=self.device)
+            self._blended_t = torch.empty(12, n, device=self.device)
+            self._product_t = torch.empty(3, 3, n, device=self.device)
+            self._sum_t = torch.empty(3, n, device=self.device)
+
+    def _full_blend(self, coefficients: np.ndarray) -> np.ndarray:
+        torch = self._torch
+        with torch.inference_mode():
+            c = torch.from_numpy(coefficients.astype(np.float32)).to(self.device)
+            planar = torch.addmm(self._template_t, c[None], self._blend_t)[0]
+            return planar.cpu().numpy().astype(np.float64)
+
+    def _remember(self, shaped: np.ndarray, joints: np.ndarray) -> None:
+        self._last_shaped = shaped
+        self._last_joints = joints
+        self._last_planar = self._torch.from_numpy(self._planar64.astype(np.float32)).to(self.device)
+
+    def _to_planar(self, v: np.ndarray) -> Any:
+        return self._torch.from_numpy(np.ascontiguousarray(v.T, dtype=np.float32).reshape(-1)).to(self.device)
+
+    def _skin(self, planar: Any, feature: np.ndarray, per_joint: np.ndarray, offset: np.ndarray | None) -> np.ndarray:
+        torch = self._torch
+        n = self.n_vertices
+        with torch.inference_mode():
+            f = torch.from_numpy(feature.astype(np.float32)).to(self.device)
+            rows = torch.from_numpy(np.ascontiguousarray(per_joint, dtype=np.float32)).to(self.device)
+            v_posed = torch.addmm(planar[None], f[None], self._pose_t, out=self._posed_t[None]).view(3, n)
+            blended = torch.mm(rows, self._weights_t, out=self._blended_t).view(3, 4, n)
+            product = torch.mul(blended[:, :3], v_posed.unsqueeze(0), out=self._product_t)
+            target = torch.sum(product, dim=1, out=self._sum_t)
+            target += blended[:, 3]
+            if offset is not None:
+                target += torch.from_numpy(offset.astype(np.float32)).to(self.device)[:, None]
+            if self.device == "cpu":
+                out = np.empty((n, 3), dtype=np.float32)
+                # the last addition writes the planar result straight into the (V, 3) array
+                torch.add(target, v_posed, out=torch.from_numpy(out).T)
+            else:
+                out = (target + v_posed).T.contiguous().cpu().numpy()
+        return out
+
+
+def _vector(name: str, value: Any) -> np.ndarray:
+    try:
+        vector = np.asarray(value, dtype=np.float64).reshape(-1)
+    except (TypeError, ValueError) as error:
+        raise FlameParameterError(f"{name}: not an array of numbers ({error})") from None
+    if not np.all(np.isfinite(vector)):
+        raise FlameParameterError(f"{name} holds NaN or inf values")
+    return vector

@@ -1,0 +1,489 @@
+"""FLAME as a PyTorch module: exact, batched, differentiable linear blend skinning.
+
+Example::
+
+    import torch
+    from flame_blender.core import FLAME
+    flame = FLAME("~/FLAME2020", n_shape=100, n_expression=50)   # or FLAME() for the synthetic head
+    vertices = flame(shape_params=torch.randn(8, 100), jaw_pose=torch.tensor([0.2, 0.0, 0.0]))
+    out = flame.run(global_pose=torch.tensor([0.0, 0.5, 0.0]))   # vertices, joints, landmarks
+
+Every argument is optional (zeros) and is either ``(n,)`` or ``(B, n)``; unbatched arguments are
+shared by the heads of a batched call, and the output has a batch axis only when some argument
+has one. ``shape_params`` and ``expression_params`` may hold fewer values than the module was
+built with (the missing ones are zero). Poses are axis-angle radians, 3 values each, ``eye_pose``
+6 (left eye, then right eye); ``transl`` is metres. The math and its two exact rearrangements are
+described in :mod:`.flame_numpy`; this module computes the same thing with autograd, on CPU or
+CUDA, in float32 or float64.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .errors import FlameParameterError
+from .flame_numpy import (
+    PARAMETER_NAMES,
+    POSE_ARGUMENTS,
+    check_parameter_shapes,
+    load_landmarks_beside,
+    prepare_flame_arrays,
+    resolve_flame_source,
+    rigid_transforms,
+)
+from .landmarks import CONTOUR_MAX_DEGREES, LandmarkSet
+from .rotation import axis_angle_to_matrix as axis_angle_to_matrix_numpy
+from .rotation_torch import axis_angle_to_matrix
+
+#: Heads per skinning chunk: four keep the per-vertex temporaries (about 250 kB a head in
+#: float32) in the L2 cache; measured fastest on the benchmark machine.
+CHUNK_SIZE = 4
+
+
+@dataclass
+class FlameOutput:
+    """What :meth:`FLAME.run` returns (no batch axis for unbatched calls)."""
+
+    vertices: torch.Tensor  # (B, V, 3)
+    joints: torch.Tensor  # (B, 5, 3) posed and translated: root, neck, jaw, left eye, right eye
+    landmarks: dict[str, torch.Tensor]  # name -> (B, L, 3)
+
+
+class FLAME(torch.nn.Module):
+    """The FLAME head model.
+
+    Args:
+        flame: a FLAME folder or model file (read with :func:`~.model_io.load_flame`), a dict with
+            the keys ``load_flame`` returns, or None for the built-in synthetic model.
+        n_shape, n_expression: how many identity / expression components to use (at most what
+            the model holds, 300 and 100 for the real files); None = all.
+        dtype, device: of every buffer and output.
+        landmarks: True loads every landmark embedding found beside the model file; a dict of
+            :class:`~.landmark_io.LandmarkEmbedding` uses those; False none.
+
+    Attributes:
+        faces: ``(F, 3)`` int64 triangles.
+        parents: parent joint of each joint (-1 for the root).
+        landmarks: the loaded :class:`~.landmarks.LandmarkSet`; ``landmarks.names`` are the sets
+            :meth:`run` returns.
+    """
+
+    def __init__(
+        self,
+        flame: str | Path | Mapping[str, Any] | None = None,
+        n_shape: int | None = 300,
+        n_expression: int | None = 100,
+        dtype: torch.dtype = torch.float32,
+        device: str | torch.device = "cpu",
+        landmarks: bool | Mapping[str, Any] = True,
+    ) -> None:
+        super().__init__()
+        if dtype not in (torch.float32, torch.float64):
+            raise FlameParameterError(f"dtype {dtype}: expected torch.float32 or torch.float64")
+        model, folder = resolve_flame_source(flame)
+        arrays = prepare_flame_arrays(model, n_shape, n_expression)
+        self.n_shape = arrays.n_shape
+        self.n_expression = arrays.n_expression
+        self.n_vertices = arrays.n_vertices
+        self.n_joints = arrays.n_joints
+        self.parents = arrays.parents
+        self._levels = arrays.levels
+        self._level_plan = _level_plan(arrays.levels, arrays.parents)
+
+        def buffer(name: str, array: np.ndarray, floating: bool = True) -> None:
+            tensor = torch.as_tensor(np.ascontiguousarray(array))
+            tensor = tensor.to(device=device, dtype=dtype if floating else torch.int64)
+            self.register_buffer(name, tensor, persistent=False)
+
+        buffer("faces", arrays.faces, floating=False)
+        buffer("v_template", arrays.v_template)
+        buffer("v_template_planar", arrays.v_template_planar)
+        # pose correctives, then shape, then expression rows: one product gives v_posed
+        buffer("directions", np.concatenate([arrays.pose_directions, arrays.blend_directions]))
+        self.n_pose_rows = arrays.pose_directions.shape[0]
+        buffer("joint_template", arrays.joint_template)
+        buffer("joint_directions", arrays.joint_directions)
+        buffer("weights_transposed", arrays.weights_transposed)
+        buffer("joint_regressor", arrays.joint_regressor)
+
+        if isinstance(landmarks, Mapping):
+            embeddings = dict(landmarks)
+        else:
+            embeddings = load_landmarks_beside(folder) if landmarks else {}
+        self.landmarks = LandmarkSet.from_embeddings(embeddings, arrays.faces)
+        self._static_landmarks: list[str] = []
+        for name, (vertex_indices, barycentric) in self.landmarks.static.items():
+            key = f"_landmark_{len(self._static_landmarks)}"
+            buffer(f"{key}_vertices", vertex_indices, floating=False)
+            buffer(f"{key}_barycentric", barycentric)
+            self._static_landmarks.append(name)
+        if self.landmarks.contour is not None:
+            buffer("_contour_vertices", self.landmarks.contour[0], floating=False)
+            buffer("_contour_barycentric", self.landmarks.contour[1])
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.v_template.dtype
+
+    @property
+    def device(self) -> torch.device:
+        return self.v_template.device
+
+    def extra_repr(self) -> str:
+        return (
+            f"n_shape={self.n_shape}, n_expression={self.n_expression}, vertices={self.n_vertices}, "
+            f"landmarks={self.landmarks.names}"
+        )
+
+    # -- public API -------------------------------------------------------------------------
+
+    def forward(
+        self,
+        shape_params: Any = None,
+        expression_params: Any = None,
+        global_pose: Any = None,
+        neck_pose: Any = None,
+        jaw_pose: Any = None,
+        eye_pose: Any = None,
+        transl: Any = None,
+    ) -> torch.Tensor:
+        """Posed vertices ``(B, V, 3)``, or ``(V, 3)`` when no argument has a batch axis."""
+        values, batch, batched = self._parse(
+            shape_params=shape_params,
+            expression_params=expression_params,
+            global_pose=global_pose,
+            neck_pose=neck_pose,
+            jaw_pose=jaw_pose,
+            eye_pose=eye_pose,
+            transl=transl,
+        )
+        vertices, _, _ = self._forward(values, batch)
+        return vertices if batched else vertices[0]
+
+    def run(
+        self,
+        shape_params: Any = None,
+        expression_params: Any = None,
+        global_pose: Any = None,
+        neck_pose: Any = None,
+        jaw_pose: Any = None,
+        eye_pose: Any = None,
+        transl: Any = None,
+    ) -> FlameOutput:
+        """Vertices, posed joints and every loaded landmark set (see :mod:`.landmarks`)."""
+        values, batch, batched = self._parse(
+            shape_params=shape_params,
+            expression_params=expression_params,
+            global_pose=global_pose,
+            neck_pose=neck_pose,
+            jaw_pose=jaw_pose,
+            eye_pose=eye_pose,
+            transl=transl,
+        )
+        vertices, joints, neck_rotations = self._forward(values, batch)
+        landmarks = self.evaluate_landmarks(vertices, neck_rotations)
+        if not batched:
+            return FlameOutput(vertices[0], joints[0], {k: v[0] for k, v in landmarks.items()})
+        return FlameOutput(vertices, joints, landmarks)
+
+    def shape_blend(self, shape_params: Any = None, expression_params: Any = None) -> torch.Tensor:
+        """``v_shaped = v_template + shapedirs . betas``: ``(B, V, 3)`` or ``(V, 3)``."""
+        values, batch, batched = self._parse(shape_params=shape_params, expression_params=expression_params)
+        planar = self._blend(self.v_template_planar.expand(batch, -1), self._coefficient_pieces(values))
+        out = planar.reshape(batch, 3, self.n_vertices).transpose(1, 2).contiguous()
+        return out if batched else out[0]
+
+    def skin(
+        self,
+        v_shaped: Any,
+        global_pose: Any = None,
+        neck_pose: Any = None,
+        jaw_pose: Any = None,
+        eye_pose: Any = None,
+        transl: Any = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Pose a shaped mesh ``(B, V, 3)`` or ``(V, 3)``: returns ``(vertices, joints)``.
+
+        Joints come from ``J_regressor @ v_shaped``; poses and ``transl`` as in :meth:`forward`.
+        """
+        v = self._tensor("v_shaped", v_shaped)
+        if v.shape[-2:] != (self.n_vertices, 3) or v.dim() not in (2, 3):
+            raise FlameParameterError(
+                f"v_shaped: expected shape ({self.n_vertices}, 3) or (B, {self.n_vertices}, 3), got {tuple(v.shape)}"
+            )
+        _check_finite({"v_shaped": v})
+        values, batch, batched = self._parse(
+            global_pose=global_pose, neck_pose=neck_pose, jaw_pose=jaw_pose, eye_pose=eye_pose, transl=transl
+        )
+        if v.dim() == 3:
+            if batched and batch != v.shape[0]:
+                raise FlameParameterError(f"v_shaped has batch size {v.shape[0]}, the poses {batch}")
+            batch, batched = v.shape[0], True
+            values = {k: value.expand(batch, value.shape[-1]) for k, value in values.items()}
+        v = v.expand(batch, self.n_vertices, 3)
+        planar = v.transpose(1, 2).reshape(batch, 3 * self.n_vertices)
+        joints = torch.einsum("jv,bvc->bjc", self.joint_regressor, v).reshape(batch, -1)
+        joints = joints.view(batch, self.n_joints, 3)
+        pose = _pose_vectors(values, batch)
+        if pose is None:
+            vertices, posed_joints = self._finish(planar, None, joints, values.get("transl"))
+        else:
+            feature, per_joint, posed_joints, _ = self._joint_math(pose, joints)
+            v_posed = torch.addmm(planar, feature, self.directions[: self.n_pose_rows])
+            vertices, posed_joints = self._finish(v_posed, per_joint, posed_joints, values.get("transl"))
+        return (vertices, posed_joints) if batched else (vertices[0], posed_joints[0])
+
+    def evaluate_landmarks(self, vertices: torch.Tensor, neck_rotations: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """Every loaded landmark set for ``vertices (B, V, 3)``: name -> ``(B, L, 3)``.
+
+        ``neck_rotations (B, 3, 3)`` = ``R_root @ R_neck`` chooses the jaw contour (identity if None).
+        """
+        out: dict[str, torch.Tensor] = {}
+        for i, name in enumerate(self._static_landmarks):
+            vertex_indices = getattr(self, f"_landmark_{i}_vertices")
+            barycentric = getattr(self, f"_landmark_{i}_barycentric")
+            out[name] = (vertices[:, vertex_indices] * barycentric.unsqueeze(-1)).sum(-2)
+        if self.landmarks.contour is not None:
+            batch = vertices.shape[0]
+            if neck_rotations is None:
+                bins = torch.zeros(batch, dtype=torch.int64, device=vertices.device)
+            else:
+                bins = contour_bin(neck_rotations)
+            vertex_indices = self._contour_vertices[bins]  # (B, 17, 3)
+            barycentric = self._contour_barycentric[bins]  # (B, 17, 3)
+            rows = torch.arange(batch, device=vertices.device).view(-1, 1, 1)
+            contour = (vertices[rows, vertex_indices] * barycentric.unsqueeze(-1)).sum(-2)
+            out[self.landmarks.contour_name] = contour
+            if "static_51" in out:
+                out["dynamic_68"] = torch.cat([contour, out["static_51"]], dim=1)
+        return out
+
+    # -- internals --------------------------------------------------------------------------
+
+    def _tensor(self, name: str, value: Any) -> torch.Tensor:
+        if isinstance(value, torch.Tensor):
+            if value.dtype == self.dtype and value.device == self.device:
+                return value
+            if value.is_complex():
+                raise FlameParameterError(f"{name}: complex values are not parameters")
+            return value.to(device=self.device, dtype=self.dtype)
+        try:
+            return torch.as_tensor(np.asarray(value, dtype=np.float64), dtype=self.dtype, device=self.device)
+        except (TypeError, ValueError) as error:
+            raise FlameParameterError(f"{name}: not an array of numbers ({error})") from None
+
+    def _parse(self, **raw: Any) -> tuple[dict[str, torch.Tensor], int, bool]:
+        values = {name: self._tensor(name, value) for name, value in raw.items() if value is not None}
+        for name in values:
+            if name not in PARAMETER_NAMES:
+                raise FlameParameterError(f"unknown parameter {name!r}; expected one of {PARAMETER_NAMES}")
+        batch, batched = check_parameter_shapes(
+            {k: tuple(v.shape) for k, v in values.items()}, self.n_shape, self.n_expression
+        )
+        _check_finite(values)
+        values = {k: v.expand(batch, v.shape[-1]) for k, v in values.items()}
+        return values, batch, batched
+
+    def _forward(
+        self, values: Mapping[str, torch.Tensor], batch: int
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """Vertices ``(B, V, 3)``, posed joints ``(B, J, 3)``, neck world rotations ``(B, 3, 3)`` or None."""
+        pieces = self._coefficient_pieces(values)
+        joints = self.joint_template.expand(batch, -1)
+        for coefficients, rows in pieces:
+            shifted = slice(rows.start - self.n_pose_rows, rows.stop - self.n_pose_rows)
+            joints = torch.addmm(joints, coefficients, self.joint_directions[shifted])
+        joints = joints.reshape(batch, self.n_joints, 3)
+        pose = _pose_vectors(values, batch)
+        if pose is None:
+            planar = self._blend(self.v_template_planar.expand(batch, -1), pieces)
+            return self._finish(planar, None, joints, values.get("transl")) + (None,)
+        feature, per_joint, posed_joints, neck = self._joint_math(pose, joints)
+        pieces = _merge_adjacent([(feature, slice(0, self.n_pose_rows))] + pieces)
+        v_posed = self._blend(self.v_template_planar.expand(batch, -1), pieces)
+        vertices, posed_joints = self._finish(v_posed, per_joint, posed_joints, values.get("transl"))
+        return vertices, posed_joints, neck
+
+    def _coefficient_pieces(self, values: Mapping[str, torch.Tensor]) -> list[tuple[torch.Tensor, slice]]:
+        """``(coefficients (B, k), rows of self.directions)`` for the given shape/expression values."""
+        first = self.n_pose_rows
+        pieces = []
+        shape = values.get("shape_params")
+        expression = values.get("expression_params")
+        if shape is not None and shape.shape[1]:
+            pieces.append((shape, slice(first, first + shape.shape[1])))
+        if expression is not None and expression.shape[1]:
+            start = first + self.n_shape
+            pieces.append((expression, slice(start, start + expression.shape[1])))
+        return _merge_adjacent(pieces)
+
+    def _blend(self, base: torch.Tensor, pieces: list[tuple[torch.Tensor, slice]]) -> torch.Tensor:
+        """``base (B, 3V) + sum of coefficients @ directions[rows]``."""
+        for coefficients, rows in pieces:
+            base = torch.addmm(base, coefficients, self.directions[rows])
+        return base
+
+    def _joint_math(
+        self, pose: torch.Tensor, joints: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Pose feature ``(B, 36)``, per-joint skinning rows ``(B, 12, J)`` (``[G_j - I | t_j]``
+        flattened), posed joints ``(B, J, 3)`` and neck world rotations ``(B, 3, 3)``."""
+        batch, n_joints = pose.shape[0], self.n_joints
+        needs_grad = torch.is_grad_enabled() and (pose.requires_grad or joints.requires_grad)
+        if self.device.type == "cpu" and not needs_grad:
+            # Without autograd on the CPU, these few dozen operations on 3x3 matrices are several
+            # times faster in numpy than through torch's per-operation dispatch (and float64).
+            rotations = axis_angle_to_matrix_numpy(pose.numpy().astype(np.float64))
+            transforms, world_joints, world = rigid_transforms(
+                rotations, joints.numpy().astype(np.float64), self._levels, self.parents
+            )
+            feature = (rotations[:, 1:] - np.eye(3)).reshape(batch, -1)
+            per_joint = transforms.reshape(batch, n_joints, 12).transpose(0, 2, 1)
+
+            def back(array: np.ndarray) -> torch.Tensor:
+                return torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32 if self.dtype == torch.float32 else np.float64))
+
+            return back(feature), back(per_joint), back(world_joints), back(world[:, 1])
+        rotations = axis_angle_to_matrix(pose)  # (B, J, 3, 3)
+        eye = torch.eye(3, dtype=rotations.dtype, device=rotations.device)
+        feature = (rotations[:, 1:] - eye).reshape(batch, -1)
+        world, moved = _chain(rotations, joints, self._level_plan)
+        delta = world - eye
+        offset = moved - (delta @ joints.unsqueeze(-1)).squeeze(-1)
+        transforms = torch.cat([delta, offset.unsqueeze(-1)], dim=-1)  # (B, J, 3, 4)
+        per_joint = transforms.reshape(batch, n_joints, 12).transpose(1, 2)
+        return feature, per_joint, joints + moved, world[:, 1]
+
+    def _finish(
+        self,
+        planar: torch.Tensor,
+        per_joint: torch.Tensor | None,
+        joints: torch.Tensor,
+        transl: torch.Tensor | None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Skin (unless ``per_joint`` is None), translate and lay out ``(B, V, 3)``, in chunks."""
+        batch, n_vertices, n_joints = planar.shape[0], self.n_vertices, self.n_joints
+        parts = []
+        for start in range(0, batch, CHUNK_SIZE):
+            stop = min(start + CHUNK_SIZE, batch)
+            count = stop - start
+            v = planar[start:stop].reshape(count, 3, n_vertices)
+            if per_joint is not None:
+                rows = per_joint[start:stop].reshape(count * 12, n_joints)
+                blended = torch.mm(rows, self.weights_transposed).view(count, 3, 4, n_vertices)
+                v = v + (blended[:, :, :3] * v.unsqueeze(1)).sum(2) + blended[:, :, 3]
+            if transl is not None:
+                v = v + transl[start:stop].unsqueeze(-1)
+            parts.append(v.transpose(1, 2))
+        # a transposed view is never contiguous, so this always copies (never aliases a buffer)
+        vertices = parts[0].contiguous() if len(parts) == 1 else torch.cat(parts)
+        if transl is not None:
+            joints = joints + transl.unsqueeze(1)
+        elif per_joint is None:
+            joints = joints.clone()
+        return vertices, joints
+
+
+def _merge_adjacent(pieces: list[tuple[torch.Tensor, slice]]) -> list[tuple[torch.Tensor, slice]]:
+    """Join pieces whose rows follow each other, so they become one matrix product."""
+    merged: list[tuple[torch.Tensor, slice]] = []
+    for coefficients, rows in pieces:
+        if merged and merged[-1][1].stop == rows.start:
+            previous, previous_rows = merged[-1]
+            merged[-1] = (torch.cat([previous, coefficients], dim=1), slice(previous_rows.start, rows.stop))
+        else:
+            merged.append((coefficients, rows))
+    return merged
+
+
+def contour_bin(neck_rotations: torch.Tensor) -> torch.Tensor:
+    """Contour table index ``(B,)`` int64 from ``R_root @ R_neck`` ``(B, 3, 3)`` (see :mod:`.landmarks`)."""
+    r = neck_rotations.detach()
+    yaw = torch.atan2(-r[:, 2, 0], torch.sqrt(r[:, 0, 0] ** 2 + r[:, 1, 0] ** 2))
+    angle = torch.round(torch.clamp(-torch.rad2deg(yaw), max=CONTOUR_MAX_DEGREES)).to(torch.int64)
+    below = torch.where(angle < -CONTOUR_MAX_DEGREES, 2 * CONTOUR_MAX_DEGREES, CONTOUR_MAX_DEGREES - angle)
+    return torch.where(angle >= 0, angle, below)
+
+
+def _level_plan(levels: tuple[tuple[int, ...], ...], parents: tuple[int, ...]) -> tuple[Any, ...]:
+    """For each level after the root's: (joint slice or list, parent positions in the previous level)."""
+    plan = []
+    for previous, level in zip(levels, levels[1:], strict=False):
+        positions = [previous.index(parents[j]) for j in level]
+        plan.append((_as_index(list(level)), _as_index(positions)))
+    order = [j for level in levels for j in level]
+    return tuple(plan), (None if order == list(range(len(order))) else order), _as_index(list(levels[0]))
+
+
+def _as_index(indices: list[int]) -> slice | list[int]:
+    if indices == list(range(indices[0], indices[-1] + 1)):
+        return slice(indices[0], indices[-1] + 1)
+    if len(set(indices)) == 1:
+        return slice(indices[0], indices[0] + 1)  # broadcasts over the level
+    return indices
+
+
+def _chain(rotations: torch.Tensor, joints: torch.Tensor, plan: tuple[Any, ...]) -> tuple[torch.Tensor, torch.Tensor]:
+    """World rotations ``(C, J, 3, 3)`` and joint displacements from rest ``(C, J, 3)``.
+
+    ``G_j = G_parent R_j``; ``d_j = d_parent + (G_parent - I)(J_j - J_parent)``, ``d_root = 0``.
+    Joints of one tree level are done together.
+    """
+    level_plan, order, root = plan
+    world = rotations[:, root]
+    moved = torch.zeros_like(joints[:, root])
+    world_parts, moved_parts = [world], [moved]
+    previous_joints = joints[:, root]
+    eye = torch.eye(3, dtype=rotations.dtype, device=rotations.device)
+    for level, parent_positions in level_plan:
+        parent_world = world[:, parent_positions]
+        parent_moved = moved[:, parent_positions]
+        level_joints = joints[:, level]
+        bone = level_joints - previous_joints[:, parent_positions]
+        world = parent_world @ rotations[:, level]
+        moved = parent_moved + ((parent_world - eye) @ bone.unsqueeze(-1)).squeeze(-1)
+        if world.shape[1] != level_joints.shape[1]:
+            world = world.expand(-1, level_joints.shape[1], -1, -1)
+            moved = moved.expand(-1, level_joints.shape[1], -1)
+        world_parts.append(world)
+        moved_parts.append(moved)
+        previous_joints = level_joints
+    world_all = torch.cat(world_parts, dim=1)
+    moved_all = torch.cat(moved_parts, dim=1)
+    if order is not None:
+        inverse = [order.index(j) for j in range(len(order))]
+        world_all = world_all[:, inverse]
+        moved_all = moved_all[:, inverse]
+    return world_all, moved_all
+
+
+def _pose_vectors(values: Mapping[str, torch.Tensor], batch: int) -> torch.Tensor | None:
+    """``(B, J, 3)`` axis-angle per joint, or None when no pose was given (rest pose)."""
+    if not any(name in values for name, _ in POSE_ARGUMENTS):
+        return None
+    reference = next(iter(values.values()))
+    parts = []
+    for name, size in POSE_ARGUMENTS:
+        value = values.get(name)
+        if value is None:
+            parts.append(torch.zeros(batch, size, dtype=reference.dtype, device=reference.device))
+        else:
+            parts.append(value)
+    return torch.cat(parts, dim=1).view(batch, 5, 3)
+
+
+def _check_finite(values: Mapping[str, torch.Tensor]) -> None:
+    if not values:
+        return
+    flat = [v.detach().reshape(-1) for v in values.values()]
+    if bool(torch.isfinite(torch.cat(flat) if len(flat) > 1 else flat[0]).all()):
+        return
+    for name, value in values.items():
+        if not bool(torch.isfinite(value.detach()).all()):
+            raise FlameParameterError(f"{name} holds NaN or inf values")

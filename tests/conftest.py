@@ -71,3 +71,44 @@ def small_head(blender_scene, flame_dir):
     from flame_blender.blender import import_head
 
     return import_head(blender_scene, flame_dir, n_shape=10, n_expression=5, name="FLAME")
+
+
+def read_evaluated_vertices(obj, depsgraph=None):
+    """The depsgraph-evaluated vertex positions of ``obj`` in object space, float64 ``(V, 3)``."""
+    import bpy
+    import numpy as np
+
+    depsgraph = depsgraph or bpy.context.evaluated_depsgraph_get()
+    evaluated = obj.evaluated_get(depsgraph)
+    mesh = evaluated.to_mesh()
+    try:
+        out = np.empty(len(mesh.vertices) * 3, dtype=np.float32)
+        mesh.vertices.foreach_get("co", out)
+    finally:
+        evaluated.to_mesh_clear()
+    return out.reshape(-1, 3).astype(np.float64)
+
+
+@pytest.fixture
+def evaluated_vertices():
+    """``evaluated_vertices(obj, depsgraph=None) -> (V, 3)``: see :func:`read_evaluated_vertices`."""
+    return read_evaluated_vertices
+
+
+@pytest.fixture(scope="session")
+def flame_reference(flame_dir):
+    """``flame_reference(params) -> (5023, 3)``: the float64 NumPy FLAME forward pass of the
+    synthetic model for a ``FlameParameters`` (its counts pick the components)."""
+    from flame_blender.core import FlameNumpy
+
+    models: dict = {}
+
+    def forward(params):
+        counts = (params.n_shape, params.n_expression)
+        if counts not in models:
+            models[counts] = FlameNumpy(flame_dir, n_shape=counts[0], n_expression=counts[1])
+        return np.asarray(models[counts].forward(**params.forward_kwargs()), dtype=np.float64)
+
+    import numpy as np
+
+    return forward

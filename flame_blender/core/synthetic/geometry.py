@@ -32,11 +32,21 @@ EYE_RINGS = 17
 EYE_SEGMENTS = 32
 EYEBALL_RADIUS = 0.0122
 
-# The star centre of the head surface.
-CENTRE = np.array([0.0, 0.0, -0.005])
+# The star centre of the head surface: every ray from it leaves the surface once.
+CENTRE = np.array([0.0, -0.02, -0.01])
 # Polar angle (from +y) of the neck's open end.
 PHI_MAX = np.radians(163.0)
-NECK_BOTTOM_Y = -0.19
+
+# Where the face's parts are (metres; +x is the subject's left, y up, the face toward +z).
+EYE_X, EYE_Y = 0.032, 0.006
+BROW_Y = 0.028
+NOSE_TIP_Y = -0.026
+NOSTRIL_Y = -0.036
+MOUTH_Y = -0.063           # the line between the lips
+MOUTH_HALF_WIDTH = 0.024
+CHIN_Y = -0.097
+EAR_Y, EAR_Z = -0.004, -0.016
+FOREHEAD_Y = 0.06
 
 
 @dataclass(frozen=True)
@@ -67,21 +77,48 @@ def directions(phi: np.ndarray, theta: np.ndarray) -> np.ndarray:
     return np.stack([s * np.sin(theta), np.cos(phi), s * np.cos(theta)], axis=-1)
 
 
+def _ellipsoid(p: np.ndarray, centre, radii) -> np.ndarray:
+    """Approximate signed distance to an ellipsoid (negative inside)."""
+    q = (p - np.asarray(centre)) / np.asarray(radii)
+    k0 = np.linalg.norm(q, axis=-1)
+    k1 = np.linalg.norm(q / np.asarray(radii), axis=-1)
+    return k0 * (k0 - 1.0) / np.maximum(k1, 1e-12)
+
+
+def _smooth_union(a: np.ndarray, b: np.ndarray, k: float) -> np.ndarray:
+    h = np.maximum(k - np.abs(a - b), 0.0) / k
+    return np.minimum(a, b) - h * h * k / 4.0
+
+
+def head_distance(p: np.ndarray) -> np.ndarray:
+    """Signed distance (approximate, metres) to the feature-less head and neck: (...,)."""
+    cranium = _ellipsoid(p, (0.0, 0.006, -0.012), (0.076, 0.114, 0.1))
+    face = _ellipsoid(p, (0.0, -0.045, 0.022), (0.06, 0.07, 0.068))
+    chin = _ellipsoid(p, (0.0, CHIN_Y + 0.002, 0.058), (0.023, 0.02, 0.028))
+    mirrored = np.concatenate([np.abs(p[..., :1]), p[..., 1:]], axis=-1)
+    cheeks = _ellipsoid(mirrored, (0.027, -0.03, 0.036), (0.036, 0.032, 0.046))
+    side = (np.hypot(p[..., 0] / 0.047, (p[..., 2] + 0.024) / 0.051) - 1.0) * 0.047
+    neck = np.maximum(side, p[..., 1] + 0.03)
+    d = _smooth_union(cranium, face, 0.03)
+    d = _smooth_union(d, cheeks, 0.02)
+    d = _smooth_union(d, chin, 0.025)
+    return _smooth_union(d, neck, 0.02)
+
+
 def base_radius(d: np.ndarray) -> np.ndarray:
-    """Distance from CENTRE to the feature-less head-and-neck surface along unit vectors ``d``."""
-    dx, dy, dz = d[..., 0], d[..., 1], d[..., 2]
-    # The jaw is narrower than the skull: shrink the width for downward directions.
-    ax = 0.07 * (1.0 - 0.18 * _smoothstep(-0.05, -0.75, dy))
-    ay = np.where(dy > 0, 0.117, 0.122)
-    az = np.where(dz > 0, 0.097, 0.104)
-    # A flatter face: the front is less round than an ellipsoid.
-    az = az + 0.006 * _smoothstep(0.6, 0.95, dz)
-    r_head = 1.0 / np.sqrt((dx / ax) ** 2 + (dy / ay) ** 2 + (dz / az) ** 2)
-    # Neck: an elliptic cylinder below the head, joined with a smooth maximum.
-    horizontal = np.sqrt((dx / 0.054) ** 2 + ((dz + 0.012 * (dy < 0)) / 0.058) ** 2)
-    r_neck = np.where(dy < -0.2, 1.0 / np.maximum(horizontal, 1e-9), 0.0)
-    k = 10.0
-    return (r_head**k + r_neck**k) ** (1.0 / k)
+    """Distance from CENTRE to the feature-less surface along unit vectors ``d`` (N, 3)."""
+    steps = np.linspace(0.0, 0.34, 69)[1:]
+    points = CENTRE + steps[None, :, None] * d[:, None, :]
+    outside = head_distance(points) > 0
+    first = np.argmax(outside, axis=1)
+    lo = np.where(first > 0, steps[np.maximum(first - 1, 0)], 0.0)
+    hi = steps[first]
+    for _ in range(22):
+        mid = 0.5 * (lo + hi)
+        out = head_distance(CENTRE + mid[:, None] * d) > 0
+        hi = np.where(out, mid, hi)
+        lo = np.where(out, lo, mid)
+    return 0.5 * (lo + hi)
 
 
 def _features(p: np.ndarray) -> np.ndarray:
@@ -90,35 +127,41 @@ def _features(p: np.ndarray) -> np.ndarray:
     ax = np.abs(x)
     front = _smoothstep(0.02, 0.065, z)
     out = np.zeros(len(p))
-    # nose: a ridge from the brow to the tip, wings at the nostrils
-    ridge = _gauss(x, 0.0, 0.0075 + 0.006 * _smoothstep(0.03, -0.02, y))
-    out += 0.024 * ridge * _gauss(y, -0.006, 0.019) * (y < -0.006)
-    out += 0.024 * ridge * _gauss(y, -0.006, 0.03) * (y >= -0.006)
-    out += 0.006 * _gauss(ax, 0.014, 0.006) * _gauss(y, -0.022, 0.006)
+    # nose: a ridge growing from the brow to the tip, wings beside the nostrils
+    width = 0.0065 + 0.0065 * _smoothstep(EYE_Y, NOSE_TIP_Y, y)
+    ridge = _gauss(x, 0.0, width)
+    profile = np.interp(y, [NOSTRIL_Y - 0.008, NOSTRIL_Y, NOSE_TIP_Y, EYE_Y, BROW_Y,
+                            BROW_Y + 0.012], [0.0, 0.012, 0.026, 0.009, 0.002, 0.0])
+    out += profile * ridge
+    out += 0.006 * _gauss(ax, 0.0135, 0.005) * _gauss(y, NOSTRIL_Y + 0.005, 0.006)
     # eye sockets and brow ridge
-    out -= 0.013 * _gauss(ax, 0.033, 0.013) * _gauss(y, 0.028, 0.011)
-    out += 0.006 * _gauss(ax, 0.03, 0.022) * _gauss(y, 0.051, 0.007)
-    # cheekbones and cheeks
-    out += 0.007 * _gauss(ax, 0.048, 0.014) * _gauss(y, 0.003, 0.014)
-    # lips, the mouth line between them, and the chin
-    out += 0.007 * _gauss(x, 0.0, 0.017) * _gauss(y, -0.046, 0.0055)
-    out += 0.007 * _gauss(x, 0.0, 0.016) * _gauss(y, -0.06, 0.006)
-    out -= 0.004 * _gauss(x, 0.0, 0.02) * _gauss(y, -0.0525, 0.0018)
-    out -= 0.004 * _gauss(x, 0.0, 0.02) * _gauss(y, -0.072, 0.006)
-    out += 0.011 * _gauss(x, 0.0, 0.016) * _gauss(y, -0.088, 0.012)
+    out -= 0.013 * _gauss(ax, EYE_X, 0.0125) * _gauss(y, EYE_Y, 0.011)
+    out += 0.005 * _gauss(ax, EYE_X - 0.002, 0.02) * _gauss(y, BROW_Y, 0.0065)
+    # cheekbones
+    out += 0.005 * _gauss(ax, 0.045, 0.013) * _gauss(y, EYE_Y - 0.022, 0.012)
+    # lips, the mouth line between them, the groove above the chin, the chin
+    lip_width = _smoothstep(MOUTH_HALF_WIDTH + 0.004, MOUTH_HALF_WIDTH - 0.008, ax)
+    out += 0.0065 * lip_width * _gauss(y, MOUTH_Y + 0.0065, 0.0045)
+    out += 0.0075 * lip_width * _gauss(y, MOUTH_Y - 0.0075, 0.005)
+    out -= 0.0035 * _gauss(ax, 0.0, 0.022) * _gauss(y, MOUTH_Y, 0.0016)
+    out -= 0.003 * _gauss(x, 0.0, 0.003) * _gauss(y, (MOUTH_Y + NOSTRIL_Y) / 2, 0.006)
+    out -= 0.003 * _gauss(x, 0.0, 0.02) * _gauss(y, MOUTH_Y - 0.02, 0.005)
     out *= front
-    # ears: a lump on each side, a little behind the middle of the head
-    side = _smoothstep(0.045, 0.07, ax)
-    ear = _gauss(y, 0.005, 0.02) * _gauss(z, -0.012, 0.011)
-    out += side * (0.012 * ear - 0.005 * _gauss(y, 0.005, 0.007) * _gauss(z, -0.008, 0.005))
+    # ears: a disc standing off each side with a hollow in the middle
+    side = _smoothstep(0.045, 0.068, ax)
+    ellipse = np.hypot((y - EAR_Y) / 0.03, (z - EAR_Z) / 0.017)
+    ear = 0.013 * _smoothstep(1.0, 0.6, ellipse) - 0.006 * _smoothstep(0.55, 0.15, ellipse)
+    out += side * ear
     return out
 
 
 def head_surface(phi: np.ndarray, theta: np.ndarray) -> np.ndarray:
     """Points of the head surface at polar angles ``phi`` and azimuths ``theta``: (N, 3)."""
-    d = directions(phi, theta)
+    phi, theta = np.broadcast_arrays(np.asarray(phi, float), np.asarray(theta, float))
+    shape = phi.shape
+    d = directions(phi.ravel(), theta.ravel())
     p = CENTRE + base_radius(d)[:, None] * d
-    return p + _features(p)[:, None] * d
+    return (p + _features(p)[:, None] * d).reshape(*shape, 3)
 
 
 def _ring_layout() -> tuple[np.ndarray, np.ndarray]:
@@ -310,11 +353,11 @@ def build_head_mesh() -> HeadMesh:
     # Eyeballs: centred behind the socket surface so their front pokes out a few millimetres.
     eye_centres = []
     for sign in (1.0, -1.0):
-        target = np.array([sign * 0.033, 0.029, 0.0])
+        target = np.array([sign * EYE_X, EYE_Y, 0.0])
         # surface point in the eye's direction from the centre (search the front hemisphere)
         best = None
         for _ in range(1):
-            ph = np.linspace(np.radians(50), np.radians(90), 81)
+            ph = np.linspace(np.radians(50), np.radians(100), 81)
             th = np.linspace(0, sign * 0.7, 141)
             P, T = np.meshgrid(ph, th, indexing="ij")
             pts = head_surface(P.ravel(), T.ravel())

@@ -12,9 +12,19 @@ from functools import lru_cache
 import numpy as np
 
 from .geometry import (
+    BROW_Y,
+    CHIN_Y,
+    EAR_Y,
+    EAR_Z,
+    EYE_X,
+    EYE_Y,
+    FOREHEAD_Y,
     HEAD_VERTICES,
     LEFT_EYEBALL,
+    MOUTH_HALF_WIDTH,
+    MOUTH_Y,
     N_VERTICES,
+    NOSE_TIP_Y,
     RIGHT_EYEBALL,
     HeadMesh,
     _smoothstep,
@@ -62,7 +72,7 @@ def joint_regressor(mesh: HeadMesh) -> np.ndarray:
     # jaw: patches in front of both ears (the jaw hinges), their mean lies between them
     head = np.arange(HEAD_VERTICES)
     patch = np.concatenate([
-        _nearest(v, head, np.array([sign * 0.066, -0.028, 0.012]), 6) for sign in (1.0, -1.0)
+        _nearest(v, head, np.array([sign * 0.062, EYE_Y - 0.036, 0.0]), 6) for sign in (1.0, -1.0)
     ])
     regressor[2, patch] = 1.0 / len(patch)
     regressor[3, np.array(LEFT_EYEBALL)] = 1.0 / len(LEFT_EYEBALL)
@@ -74,7 +84,7 @@ def jaw_weight(p: np.ndarray) -> np.ndarray:
     """How much each point follows the jaw: chin, lower lip, lower cheeks; smooth falloff."""
     x, y, z = p[..., 0], p[..., 1], p[..., 2]
     # a line from the mouth (front) back to below the ear
-    line = -0.052 + (0.09 - z) / 0.1 * 0.022
+    line = MOUTH_Y + 0.001 + (0.09 - z) / 0.1 * 0.025
     below_mouth = _smoothstep(line + 0.004, line - 0.01, y)
     forward = _smoothstep(-0.03, 0.015, z)
     # the throat under the chin goes with the neck
@@ -134,15 +144,15 @@ def shape_directions(mesh: HeadMesh, rng: np.random.Generator) -> np.ndarray:
         np.stack([0.07 * x, 0 * y, 0 * z], axis=1),                       # width
         np.stack([0 * x, 0.06 * np.maximum(y, -0.12), 0 * z], axis=1),   # height
         np.stack([0 * x, 0 * y, 0.06 * z], axis=1),                       # depth
-        0.005 * (_bump(p, (0, -0.005, 0.1), (0.01, 0.02, 0.05)) * front)[:, None] * n,  # nose
-        0.006 * (_bump(p, (0, -0.09, 0.08), (0.02, 0.015, 0.05)) * front)[:, None] * n,  # chin
+        0.005 * (_bump(p, (0, NOSE_TIP_Y + 0.012, 0.1), (0.01, 0.02, 0.05)) * front)[:, None] * n,  # nose
+        0.006 * (_bump(p, (0, CHIN_Y, 0.08), (0.02, 0.015, 0.05)) * front)[:, None] * n,  # chin
         np.stack([0.08 * x * jaw, 0 * y, 0 * z], axis=1),                 # jaw width
-        0.004 * (_bump(np.c_[ax, y, z], (0.045, -0.01, 0.06), (0.015, 0.02, 0.04)))[:, None] * n,
-        0.004 * (_bump(p, (0, 0.075, 0.07), (0.04, 0.02, 0.05)))[:, None] * n,  # forehead
-        0.005 * (_bump(np.c_[ax, y, z], (0.075, 0.005, -0.012), (0.01, 0.02, 0.015)))[:, None]
+        0.004 * (_bump(np.c_[ax, y, z], (0.045, EYE_Y - 0.035, 0.06), (0.015, 0.02, 0.04)))[:, None] * n,
+        0.004 * (_bump(p, (0, FOREHEAD_Y, 0.07), (0.04, 0.02, 0.05)))[:, None] * n,  # forehead
+        0.005 * (_bump(np.c_[ax, y, z], (0.075, EAR_Y, EAR_Z), (0.012, 0.025, 0.018)))[:, None]
         * n,                                                               # ears
-        0.003 * (_bump(np.c_[ax, y, z], (0.03, 0.05, 0.08), (0.02, 0.008, 0.04)))[:, None] * n,
-        0.003 * (_bump(np.c_[ax, y, z], (0.033, 0.028, 0.075), (0.012, 0.01, 0.03)))[:, None]
+        0.003 * (_bump(np.c_[ax, y, z], (0.03, BROW_Y, 0.08), (0.02, 0.008, 0.04)))[:, None] * n,
+        0.003 * (_bump(np.c_[ax, y, z], (EYE_X, EYE_Y, 0.075), (0.012, 0.01, 0.03)))[:, None]
         * n,                                                               # eye sockets
     ]
     dirs = np.zeros((N_VERTICES, 3, N_SHAPE))
@@ -179,13 +189,13 @@ def expression_directions(mesh: HeadMesh, rng: np.random.Generator,
     c, s = np.cos(angle), np.sin(angle)
     rotated = np.stack([rel[:, 0], c * rel[:, 1] - s * rel[:, 2], s * rel[:, 1] + c * rel[:, 2]],
                        axis=1)
-    corners = _bump(np.c_[ax, y, z], (0.024, -0.053, 0.08), (0.012, 0.01, 0.04)) * front
-    lips_upper = _bump(p, (0, -0.046, 0.09), (0.02, 0.006, 0.04)) * front
-    lips_lower = _bump(p, (0, -0.06, 0.09), (0.02, 0.007, 0.04)) * front
+    corners = _bump(np.c_[ax, y, z], (MOUTH_HALF_WIDTH, MOUTH_Y, 0.08), (0.012, 0.01, 0.04)) * front
+    lips_upper = _bump(p, (0, MOUTH_Y + 0.007, 0.09), (0.02, 0.006, 0.04)) * front
+    lips_lower = _bump(p, (0, MOUTH_Y - 0.008, 0.09), (0.02, 0.007, 0.04)) * front
     lips = np.maximum(lips_upper, lips_lower)
-    brows = _bump(np.c_[ax, y, z], (0.03, 0.052, 0.08), (0.02, 0.012, 0.04)) * front
-    cheeks = _bump(np.c_[ax, y, z], (0.045, -0.025, 0.06), (0.018, 0.02, 0.04)) * front
-    lids = _bump(np.c_[ax, y, z], (0.033, 0.02, 0.075), (0.012, 0.006, 0.03)) * front
+    brows = _bump(np.c_[ax, y, z], (0.03, BROW_Y, 0.08), (0.02, 0.012, 0.04)) * front
+    cheeks = _bump(np.c_[ax, y, z], (0.045, MOUTH_Y + 0.028, 0.06), (0.018, 0.02, 0.04)) * front
+    lids = _bump(np.c_[ax, y, z], (EYE_X, EYE_Y - 0.008, 0.075), (0.012, 0.006, 0.03)) * front
     zero = np.zeros_like(x)
 
     def vec(a, b, c_):

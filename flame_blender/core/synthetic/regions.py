@@ -9,7 +9,23 @@ from __future__ import annotations
 
 import numpy as np
 
-from .geometry import HEAD_VERTICES, LEFT_EYEBALL, RIGHT_EYEBALL, HeadMesh
+from .geometry import (
+    BROW_Y,
+    CHIN_Y,
+    EAR_Y,
+    EAR_Z,
+    EYE_X,
+    EYE_Y,
+    FOREHEAD_Y,
+    HEAD_VERTICES,
+    LEFT_EYEBALL,
+    MOUTH_HALF_WIDTH,
+    MOUTH_Y,
+    NOSE_TIP_Y,
+    NOSTRIL_Y,
+    RIGHT_EYEBALL,
+    HeadMesh,
+)
 
 MASK_SIZES = {
     "eye_region": 751, "neck": 253, "left_eyeball": 546, "right_eyeball": 546,
@@ -34,27 +50,27 @@ def flame_masks(mesh: HeadMesh) -> dict[str, np.ndarray]:
         return np.sort(_nearest(points, centre, scale, count)).astype(np.int64)
 
     masks = {
-        "eye_region": region((0, 0.03, 0.085), (2.2, 1.0, 1.0), 751),
+        "eye_region": region((0, EYE_Y, 0.085), (2.2, 1.0, 1.0), 751),
         # the neck: the lowest vertices (nearest a point far below, judged by height)
         "neck": region((0, -0.4, 0), (100.0, 1.0, 100.0), 253),
         "left_eyeball": np.arange(LEFT_EYEBALL.start, LEFT_EYEBALL.stop, dtype=np.int64),
         "right_eyeball": np.arange(RIGHT_EYEBALL.start, RIGHT_EYEBALL.stop, dtype=np.int64),
-        "right_ear": region((-0.085, 0.005, -0.012), (1.0, 1.0, 1.0), 588),
+        "right_ear": region((-0.085, EAR_Y, EAR_Z), (1.0, 1.0, 1.0), 588),
         "right_eye_region": region(eye_right + (0, 0, 0.012), (1.0, 1.0, 1.0), 287),
-        "forehead": region((0, 0.078, 0.09), (2.5, 1.0, 1.0), 133),
-        "nose": region((0, 0.0, 0.11), (1.0, 1.6, 1.0), 379),
+        "forehead": region((0, FOREHEAD_Y, 0.09), (2.5, 1.0, 1.0), 133),
+        "nose": region((0, NOSE_TIP_Y + 0.012, 0.11), (1.0, 1.6, 1.0), 379),
         "scalp": region((0, 0.14, -0.03), (1.0, 1.0, 1.0), 489),
-        "face": region((0, -0.005, 0.12), (1.3, 1.8, 1.0), 1787, head + front),
-        "left_ear": region((0.085, 0.005, -0.012), (1.0, 1.0, 1.0), 588),
+        "face": region((0, (EYE_Y + CHIN_Y) / 2, 0.12), (1.3, 1.8, 1.0), 1787, head + front),
+        "left_ear": region((0.085, EAR_Y, EAR_Z), (1.0, 1.0, 1.0), 588),
         "left_eye_region": region(eye_left + (0, 0, 0.012), (1.0, 1.0, 1.0), 287),
     }
     # boundary: the open neck rim, then the vertices just above it
     order = np.lexsort((head[:, 1], -mesh.ring_of_vertex[:HEAD_VERTICES]))
     masks["boundary"] = np.sort(order[:MASK_SIZES["boundary"]]).astype(np.int64)
     # lips: like the real file, not sorted and with a few vertices listed twice
-    lips = _nearest(head, (0, -0.053, 0.1), (1.6, 1.0, 1.0),
+    lips = _nearest(head, (0, MOUTH_Y, 0.1), (1.6, 1.0, 1.0),
                     MASK_SIZES["lips"] - LIPS_DUPLICATES)
-    angle = np.arctan2(head[lips, 1] + 0.053, head[lips, 0])
+    angle = np.arctan2(head[lips, 1] - MOUTH_Y, head[lips, 0])
     lips = lips[np.argsort(angle, kind="stable")]
     lips = np.concatenate([lips, lips[[3, 50, 120, 200]]]).astype(np.int64)
     masks["lips"] = lips
@@ -66,37 +82,45 @@ def flame_masks(mesh: HeadMesh) -> dict[str, np.ndarray]:
 def _ibug68_xy() -> np.ndarray:
     """The 68 iBUG points on the face, (68, 2) x/y in metres (subject's right is -x)."""
     t = np.linspace(0.0, np.pi, 17)
-    jaw = np.stack([-0.062 * np.cos(t) * (1 - 0.18 * np.sin(t)),
-                    0.012 - 0.112 * np.sin(t) ** 1.2], axis=1)
-    brow_right = np.array([[-0.056, 0.044], [-0.047, 0.052], [-0.036, 0.055], [-0.025, 0.054],
-                           [-0.014, 0.05]])
+    top, bottom = EYE_Y - 0.004, CHIN_Y - 0.012
+    jaw = np.stack([-0.062 * np.cos(t) * (1 - 0.45 * np.sin(t) ** 3),
+                    top - (top - bottom) * np.sin(t / 2) ** 1.6 * (t <= np.pi / 2)
+                    - (top - bottom) * np.sin((np.pi - t) / 2) ** 1.6 * (t > np.pi / 2)], axis=1)
+    brow_right = np.array([[-0.054, -0.006], [-0.045, 0.001], [-0.034, 0.004], [-0.023, 0.003],
+                           [-0.012, 0.0]]) + np.array([0.0, BROW_Y - 0.002])
     brow_left = brow_right[::-1] * np.array([-1.0, 1.0])
-    nose_bridge = np.array([[0, 0.03], [0, 0.018], [0, 0.006], [0, -0.006]])
-    nostrils = np.array([[-0.013, -0.02], [-0.007, -0.022], [0, -0.023], [0.007, -0.022],
-                         [0.013, -0.02]])
-    eye_right = np.array([[-0.046, 0.029], [-0.039, 0.033], [-0.027, 0.033], [-0.02, 0.029],
-                          [-0.027, 0.025], [-0.039, 0.025]])
-    eye_left = eye_right[[3, 2, 1, 0, 5, 4]] * np.array([-1.0, 1.0])
-    mouth_outer = np.array([[-0.024, -0.053], [-0.016, -0.047], [-0.007, -0.044],
-                            [0, -0.045], [0.007, -0.044], [0.016, -0.047], [0.024, -0.053],
-                            [0.016, -0.06], [0.007, -0.064], [0, -0.065], [-0.007, -0.064],
-                            [-0.016, -0.06]])
-    mouth_inner = np.array([[-0.02, -0.053], [-0.008, -0.051], [0, -0.051], [0.008, -0.051],
-                            [0.02, -0.053], [0.008, -0.055], [0, -0.055], [-0.008, -0.055]])
+    nose_bridge = np.stack([np.zeros(4), np.linspace(EYE_Y, NOSE_TIP_Y, 4)], axis=1)
+    nostrils = np.array([[-0.012, 0.002], [-0.006, 0.0], [0, -0.001], [0.006, 0.0],
+                         [0.012, 0.002]]) + np.array([0.0, NOSTRIL_Y])
+    eye = np.array([[-0.013, 0.0], [-0.006, 0.0035], [0.005, 0.0035], [0.012, 0.0],
+                    [0.005, -0.003], [-0.006, -0.003]])
+    eye_right = eye + np.array([-EYE_X, EYE_Y])
+    eye_left = (eye * np.array([-1.0, 1.0]))[[3, 2, 1, 0, 5, 4]] + np.array([EYE_X, EYE_Y])
+    w = MOUTH_HALF_WIDTH
+    mouth_outer = np.array([[-w, 0], [-0.65 * w, 0.0065], [-0.28 * w, 0.0095], [0, 0.0085],
+                            [0.28 * w, 0.0095], [0.65 * w, 0.0065], [w, 0], [0.65 * w, -0.008],
+                            [0.28 * w, -0.0115], [0, -0.012], [-0.28 * w, -0.0115],
+                            [-0.65 * w, -0.008]]) + np.array([0.0, MOUTH_Y])
+    mouth_inner = np.array([[-0.85 * w, 0], [-0.35 * w, 0.0015], [0, 0.0015], [0.35 * w, 0.0015],
+                            [0.85 * w, 0], [0.35 * w, -0.0015], [0, -0.0015],
+                            [-0.35 * w, -0.0015]]) + np.array([0.0, MOUTH_Y])
     return np.concatenate([jaw, brow_right, brow_left, nose_bridge, nostrils, eye_right,
                            eye_left, mouth_outer, mouth_inner])
 
 
 def _extra_mediapipe_xy() -> np.ndarray:
-    """54 more face points for the MediaPipe embedding: the face oval and eye/lip rings."""
+    """54 more face points for the MediaPipe embedding: the face oval and eye/cheek points."""
     t = np.linspace(0.0, 2 * np.pi, 36, endpoint=False)
-    oval = np.stack([0.06 * np.sin(t), -0.02 + 0.095 * np.cos(t)], axis=1)
+    middle = (FOREHEAD_Y + CHIN_Y) / 2
+    oval = np.stack([0.058 * np.sin(t), middle + (FOREHEAD_Y - CHIN_Y + 0.02) / 2 * np.cos(t)],
+                    axis=1)
     s = np.linspace(0.0, 2 * np.pi, 5, endpoint=False) + 0.3
     rings = []
-    for cx in (-0.033, 0.033):
-        rings.append(np.stack([cx + 0.008 * np.cos(s), 0.029 + 0.0045 * np.sin(s)], axis=1))
-    cheeks = np.array([[-0.045, -0.01], [0.045, -0.01], [-0.035, -0.035], [0.035, -0.035],
-                       [0, 0.07], [-0.03, 0.075], [0.03, 0.075], [0, -0.085]])
+    for cx in (-EYE_X, EYE_X):
+        rings.append(np.stack([cx + 0.008 * np.cos(s), EYE_Y + 0.0025 * np.sin(s)], axis=1))
+    cheeks = np.array([[-0.045, EYE_Y - 0.035], [0.045, EYE_Y - 0.035], [-0.035, MOUTH_Y],
+                       [0.035, MOUTH_Y], [0, FOREHEAD_Y], [-0.03, FOREHEAD_Y - 0.01],
+                       [0.03, FOREHEAD_Y - 0.01], [0, CHIN_Y]])
     return np.concatenate([oval, *rings, cheeks])
 
 

@@ -11,8 +11,13 @@ from __future__ import annotations
 import numpy as np
 
 from .geometry import (
+    BROW_Y,
+    EYE_X,
+    EYE_Y,
     HEAD_UV_BOX,
     LEFT_EYE_UV_BOX,
+    MOUTH_HALF_WIDTH,
+    MOUTH_Y,
     PHI_MAX,
     RIGHT_EYE_UV_BOX,
     _gauss,
@@ -54,10 +59,10 @@ def mean_albedo_srgb(resolution: int) -> np.ndarray:
     front = _smoothstep(0.03, 0.07, z)
     ax = np.abs(x)
     color = np.tile(SKIN_SRGB, (len(p), 1))
-    lips = front * _gauss(x, 0, 0.016) * _gauss(y, -0.0535, 0.0075) ** 2
-    lips = np.clip(lips * 1.6, 0, 1)
-    cheeks = front * _gauss(ax, 0.045, 0.014) * _gauss(y, -0.01, 0.014)
-    brows = front * _gauss(ax, 0.032, 0.014) * _gauss(y, 0.049, 0.0035)
+    lip_width = _smoothstep(MOUTH_HALF_WIDTH + 0.003, MOUTH_HALF_WIDTH - 0.006, ax)
+    lips = front * lip_width * _smoothstep(0.0105, 0.006, np.abs(y - MOUTH_Y + 0.0007))
+    cheeks = front * _gauss(ax, 0.045, 0.014) * _gauss(y, EYE_Y - 0.035, 0.014)
+    brows = front * _gauss(ax, EYE_X - 0.002, 0.013) * _gauss(y, BROW_Y, 0.0032)
     brows = np.clip(brows * 1.4, 0, 1)
     color = color * (1 - 0.15 * cheeks[:, None]) + 0.15 * cheeks[:, None] * LIPS_SRGB
     color = color * (1 - lips[:, None]) + lips[:, None] * LIPS_SRGB

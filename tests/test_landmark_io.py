@@ -224,6 +224,33 @@ def test_synthetic_deca_matches_torch(flame_dir: Path) -> None:
     )
 
 
+def test_every_reader_works_without_torch_chumpy_or_scipy(flame_dir: Path) -> None:
+    """In a Python where torch, chumpy and scipy cannot be imported (stock Blender)."""
+    import subprocess
+    import sys
+
+    script = f"""
+import sys
+for name in ("torch", "chumpy", "scipy"):
+    sys.modules[name] = None  # import fails
+from flame_blender.core import (load_flame, load_flame_masks, load_landmark_embeddings,
+                                load_texture_model, load_template_mesh)
+folder = {str(flame_dir)!r}
+assert load_flame(folder)["J_regressor"].shape == (5, 5023)
+assert len(load_flame_masks(folder)) == 14
+found = load_landmark_embeddings(folder)
+assert found["full_68"].face_indices.shape == (68,), found
+assert load_texture_model(folder + "/FLAME_texture.npz").image().ndim == 3
+assert load_template_mesh(folder).faces.shape == (9976, 3)
+assert not any(m in sys.modules and sys.modules[m] for m in ("torch", "chumpy", "scipy"))
+print("ok")
+"""
+    root = Path(__file__).resolve().parent.parent
+    result = subprocess.run([sys.executable, "-c", script], cwd=root, capture_output=True,
+                            text=True, timeout=120)  # fmt: skip
+    assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr
+
+
 # --- bad inputs --------------------------------------------------------------------------------
 
 

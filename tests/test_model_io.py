@@ -140,6 +140,15 @@ def test_chumpy_accepted_in_place_of_every_array(tmp_path: Path) -> None:
     _assert_model_equal(load_flame(write_pickle(tmp_path / "m.pkl", stored)), model)
 
 
+def test_chumpy_holding_a_list(tmp_path: Path) -> None:
+    model = tiny_model(seed=6)
+    stored = as_py2_file(model)
+    stored["kintree_table"] = FakeCh(model["kintree_table"].tolist())
+    loaded = load_flame(write_pickle(tmp_path / "m.pkl", stored))
+    assert loaded["kintree_table"].dtype == np.int64
+    assert np.array_equal(loaded["kintree_table"], model["kintree_table"])
+
+
 def test_optional_keys_get_flame_defaults(tmp_path: Path) -> None:
     model = tiny_model(seed=5)
     stored = {k: v for k, v in model.items() if k not in ("J", "kintree_table", "bs_style")}

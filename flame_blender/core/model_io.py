@@ -100,6 +100,8 @@ def _numeric(path: Path, key: str, value: Any, kind: str) -> np.ndarray:
         raise FlameFileError(
             path, f"key '{key}' is a broken {type(value).__name__}: {error}"
         ) from error
+    if isinstance(array, (list, tuple)):  # e.g. a Ch whose x was kept as a list
+        array = np.asarray(array)
     if isinstance(value, ChumpyArray) and array is None:
         raise FlameFileError(
             path, f"key '{key}' is a chumpy.ch.Ch without a stored value; expected an array"

@@ -270,3 +270,41 @@ def as_py2_file(model: dict) -> dict:
     stored["shapedirs"] = FakeCh(model["shapedirs"])
     stored["J_regressor"] = FakeCsc(model["J_regressor"])
     return stored
+
+
+# --- an independent reference reader (for files we wrote ourselves) ----------------------------
+
+
+class _RefObject:
+    def __setstate__(self, state: Any) -> None:
+        self.__dict__.update(state)
+
+
+class _ReferenceUnpickler(pickle.Unpickler):
+    """The stock unpickler with chumpy/scipy classes replaced by a plain state holder; used
+    only on trusted files (the synthetic generator's) to cross-check the restricted reader."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) in (("chumpy.ch", "Ch"), ("scipy.sparse.csc", "csc_matrix"),
+                              ("scipy.sparse._csc", "csc_matrix")):  # fmt: skip
+            return _RefObject
+        return super().find_class(module, name)
+
+
+def reference_model(path: Path) -> dict:
+    """A FLAME model pickle read without safe_pickle: Ch -> its x, csc -> dense (loop)."""
+    with open(path, "rb") as handle:
+        raw = _ReferenceUnpickler(handle, encoding="latin1").load()
+    model = {}
+    for key, value in raw.items():
+        if isinstance(value, _RefObject) and "x" in value.__dict__:
+            value = value.x
+        elif isinstance(value, _RefObject):
+            rows, cols = value._shape
+            dense = np.zeros((rows, cols))
+            for j in range(cols):
+                for p in range(value.indptr[j], value.indptr[j + 1]):
+                    dense[value.indices[p], j] += value.data[p]
+            value = dense
+        model[key] = value
+    return model

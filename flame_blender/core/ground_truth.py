@@ -15,12 +15,11 @@ import numpy as np
 
 from .camera import camera2pixel
 
-#: A landmark counts as visible when the rendered depth at its image position is within this
+#: A landmark counts as visible when the rendered surface at its image position is within this
 #: distance (metres) of its own camera z: the surface seen there is the landmark's surface.
 VISIBILITY_TOLERANCE = 0.002
-# Neighbouring pixel centres whose depths differ by more than this (metres) straddle an edge
-# (silhouette or occlusion): the depth there is read at the nearest pixel, not interpolated.
-_EDGE_STEP = 0.015
+# Below this cosine between a camera ray and a surface, tangent planes are not trusted.
+_GRAZING_COSINE = 0.17
 
 
 @dataclass
@@ -31,7 +30,7 @@ class ProjectedLandmarks:
     points_camera: np.ndarray  # (L, 3) OpenCV camera space, metres
     pixels: np.ndarray  # (L, 2) x, y in pixels
     in_frame: np.ndarray  # (L,) bool: in front of the camera and inside the image
-    rendered_depth: np.ndarray  # (L,) depth map at the landmark, 0 outside or on background
+    rendered_depth: np.ndarray  # (L,) rendered surface depth along the landmark's ray, 0: none
     visible: np.ndarray  # (L,) bool: in frame and not occluded
 
     def to_dict(self) -> dict[str, list]:
@@ -58,45 +57,58 @@ def intrinsic_matrix(fx: float, fy: float, cx: float, cy: float) -> np.ndarray:
     return np.array([[fx, 0.0, cx], [0.0, fy, cy], [0.0, 0.0, 1.0]])
 
 
-def depth_at(depth: np.ndarray, pixels: np.ndarray) -> np.ndarray:
-    """Depth map ``(H, W)`` read at ``(L, 2)`` sub-pixel positions -> ``(L,)``.
+def surface_depths_near(
+    depth: np.ndarray,
+    normals: np.ndarray,
+    pixels: np.ndarray,
+    intrinsics: tuple[float, float, float, float],
+) -> np.ndarray:
+    """Depth of the rendered surface along each landmark's ray, seen from the four pixel centres
+    around it: ``(L, 4)``, 0 where a centre holds no surface (or is outside the image).
 
-    Bilinear between the four nearest pixel centres where they all hold a surface without an
-    edge between them; otherwise the pixel containing the position. 0 outside the image.
+    Each pixel centre's surface point (its depth) and normal define a tangent plane; the value
+    is where the landmark's camera ray meets that plane. Unlike reading the pixel's own depth,
+    this does not depend on where in the pixel the landmark falls, so it stays accurate on
+    steep surfaces and at low resolutions. Near grazing angles (the ray within ~10 degrees of
+    the plane) the pixel's own depth is used.
+
+    Args:
+        depth: ``(H, W)`` camera z, 0 on background.
+        normals: ``(H, W, 3)`` unit normals in camera (OpenCV) axes.
+        pixels: ``(L, 2)`` landmark positions in pixels.
+        intrinsics: ``(fx, fy, cx, cy)``.
     """
     depth = np.asarray(depth, np.float64)
+    normals = np.asarray(normals, np.float64)
     height, width = depth.shape
+    fx, fy, cx, cy = intrinsics
     pixels = np.asarray(pixels, np.float64).reshape(-1, 2)
-    out = np.zeros(len(pixels))
     finite = np.all(np.isfinite(pixels), axis=1)
-    x = np.where(finite, pixels[:, 0], -1.0)
-    y = np.where(finite, pixels[:, 1], -1.0)
-    inside = (x >= 0) & (x < width) & (y >= 0) & (y < height)
-    column = np.clip(np.floor(x).astype(int), 0, width - 1)
-    row = np.clip(np.floor(y).astype(int), 0, height - 1)
-    out[inside] = depth[row[inside], column[inside]]
-    # pixel centres at +0.5: the top-left of the four neighbours
-    left = np.clip(np.floor(x - 0.5).astype(int), 0, width - 2)
-    top = np.clip(np.floor(y - 0.5).astype(int), 0, height - 2)
-    fx = np.clip(x - 0.5 - left, 0.0, 1.0)
-    fy = np.clip(y - 0.5 - top, 0.0, 1.0)
-    corners = np.stack(
-        [depth[top, left], depth[top, left + 1], depth[top + 1, left], depth[top + 1, left + 1]],
-        axis=1,
+    x = np.where(finite, pixels[:, 0], -10.0)
+    y = np.where(finite, pixels[:, 1], -10.0)
+    # the four pixel centres (at +0.5) around each position
+    left = np.floor(x - 0.5).astype(int)
+    top = np.floor(y - 0.5).astype(int)
+    columns = np.stack([left, left + 1, left, left + 1], axis=1)
+    rows = np.stack([top, top, top + 1, top + 1], axis=1)
+    inside = (columns >= 0) & (columns < width) & (rows >= 0) & (rows < height)
+    columns = np.clip(columns, 0, width - 1)
+    rows = np.clip(rows, 0, height - 1)
+    centre_depth = np.where(inside, depth[rows, columns], 0.0)
+    normal = normals[rows, columns]  # (L, 4, 3)
+    centre_point = np.stack(
+        [(columns + 0.5 - cx) / fx * centre_depth, (rows + 0.5 - cy) / fy * centre_depth, centre_depth],
+        axis=-1,
     )
-    smooth = (
-        inside
-        & np.all(corners > 0, axis=1)
-        & (corners.max(axis=1) - corners.min(axis=1) <= _EDGE_STEP)
-    )
-    bilinear = (
-        corners[:, 0] * (1 - fx) * (1 - fy)
-        + corners[:, 1] * fx * (1 - fy)
-        + corners[:, 2] * (1 - fx) * fy
-        + corners[:, 3] * fx * fy
-    )
-    out[smooth] = bilinear[smooth]
-    return out
+    ray = np.stack([(x - cx) / fx, (y - cy) / fy, np.ones_like(x)], axis=-1)[:, None, :]  # z = 1
+    facing = np.einsum("lkc,lkc->lk", normal, np.broadcast_to(ray, normal.shape))
+    cosine = np.abs(facing) / np.linalg.norm(ray, axis=-1)
+    plane = np.einsum("lkc,lkc->lk", normal, centre_point)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        along_ray = plane / facing
+    usable = (cosine > _GRAZING_COSINE) & np.isfinite(along_ray) & (along_ray > 0)
+    result = np.where(usable, along_ray, centre_depth)
+    return np.where(centre_depth > 0, result, 0.0)
 
 
 def project_landmarks(
@@ -105,6 +117,7 @@ def project_landmarks(
     intrinsics: tuple[float, float, float, float],
     size: tuple[int, int],
     depth: np.ndarray | None = None,
+    normals: np.ndarray | None = None,
     tolerance: float = VISIBILITY_TOLERANCE,
 ) -> ProjectedLandmarks:
     """Project ``(L, 3)`` world landmarks and decide their visibility.
@@ -114,7 +127,12 @@ def project_landmarks(
         intrinsics: ``(fx, fy, cx, cy)`` in pixels.
         size: ``(width, height)`` of the image in pixels.
         depth: the rendered ``(H, W)`` depth map; without it every in-frame landmark is visible.
+        normals: the rendered ``(H, W, 3)`` camera-space normals (needed with ``depth``).
         tolerance: see :data:`VISIBILITY_TOLERANCE`.
+
+    A landmark is visible when it is in frame and the rendered surface around it (the tangent
+    planes of the four pixel centres around it, :func:`surface_depths_near`) passes within
+    ``tolerance`` of it; otherwise something else is in front of it (or it is on the far side).
     """
     points_world = np.asarray(points_world, np.float64).reshape(-1, 3)
     points_camera = transform_points(world_to_camera, points_world)
@@ -136,6 +154,13 @@ def project_landmarks(
         rendered = np.where(in_frame, z, 0.0)
         visible = in_frame.copy()
     else:
-        rendered = depth_at(depth, np.where(in_frame[:, None], pixels, -1.0))
-        visible = in_frame & (rendered > 0) & (np.abs(rendered - z) <= tolerance)
+        if normals is None:
+            raise ValueError("normals are needed with a depth map")
+        candidates = surface_depths_near(
+            depth, normals, np.where(in_frame[:, None], pixels, -10.0), intrinsics
+        )
+        distance = np.where(candidates > 0, np.abs(candidates - z[:, None]), np.inf)
+        best = np.argmin(distance, axis=1)
+        rendered = candidates[np.arange(len(z)), best]
+        visible = in_frame & (distance[np.arange(len(z)), best] <= tolerance)
     return ProjectedLandmarks(points_world, points_camera, pixels, in_frame, rendered, visible)

@@ -80,8 +80,9 @@ CONVENTIONS = {
     "depth": "camera z in metres at each pixel centre (not the distance to the camera centre); "
     "0 on background",
     "normals": "unit surface normals in camera axes (OpenCV), 0 on background",
-    "visible": "in front of the camera, inside the image, and the rendered depth at the "
-    "landmark is within 2 mm of its camera z (nothing in front of it)",
+    "visible": "in front of the camera, inside the image, and the rendered surface at the "
+    "landmark (the tangent plane of one of the four pixel centres around it, met by the "
+    "landmark's ray) is within 2 mm of its camera z: nothing in front of it",
 }
 
 
@@ -459,7 +460,7 @@ class BatchRenderer:
         landmarks = {}
         for set_name, points in landmark_points.items():
             projected = project_landmarks(
-                points, world_to_camera, (fx, fy, cx, cy), (width, height), truth.depth
+                points, world_to_camera, (fx, fy, cx, cy), (width, height), truth.depth, normals
             )
             landmarks[set_name] = {"embedding": self.landmark_names[set_name], **projected.to_dict()}
         record = {

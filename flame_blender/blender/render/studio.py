@@ -99,7 +99,7 @@ def setup_studio(
     """Create or update the studio around ``head``; make its camera the scene camera.
 
     ``centre`` (FLAME space) defaults to the centre of the evaluated head's bounding box.
-    Returns the camera object.
+    Returns the camera object; its ``matrix_world`` is up to date (the view layer is updated).
     """
     if centre is None:
         centre = head_centre(evaluated_vertices(head))
@@ -114,7 +114,7 @@ def setup_studio(
     camera.data.clip_start = 0.01
     camera.data.clip_end = 100.0
     position = centre + settings.distance * orbit_direction(settings.azimuth, settings.elevation)
-    camera.matrix_world = Matrix((to_world @ look_at(position, centre)).tolist())
+    _place(camera, to_world @ look_at(position, centre))
     scene.camera = camera
 
     key_direction = orbit_direction(
@@ -130,11 +130,27 @@ def setup_studio(
         light = _ensure_object(collection, name, lambda name=name: _new_area_light(name))
         light.data.energy = power
         light_position = centre + LIGHT_DISTANCE * direction
-        light.matrix_world = Matrix((to_world @ look_at(light_position, centre)).tolist())
+        _place(light, to_world @ look_at(light_position, centre))
 
     _setup_world(scene, settings.world_strength)
     scene.render.film_transparent = settings.transparent
+    scene.view_layers[0].update()
     return camera
+
+
+def _place(obj: bpy.types.Object, pose: np.ndarray) -> None:
+    """Put ``obj`` (no parent) at a rigid ``(4, 4)`` pose.
+
+    Through a quaternion, not ``matrix_world``: Blender turns an assigned matrix into Euler
+    angles that depend on the previous ones, so the same pose would come out slightly
+    differently after different histories, and samples must not depend on render order.
+    """
+    matrix = Matrix(pose.tolist())
+    obj.parent = None
+    obj.rotation_mode = "QUATERNION"
+    obj.location = matrix.to_translation()
+    obj.rotation_quaternion = matrix.to_quaternion()
+    obj.scale = (1.0, 1.0, 1.0)
 
 
 def _studio_collection(scene: bpy.types.Scene) -> bpy.types.Collection:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bpy  # noqa: F401  (first: Blender's own modules, e.g. addon_utils, come with it)
 import numpy as np
 import pytest
 

@@ -59,7 +59,7 @@ def ensure_head_material(
     material = bpy.data.materials.get(material_name(head))
     if material is None:
         material = bpy.data.materials.new(material_name(head))
-    if hasattr(material, "use_nodes") and not material.use_nodes:
+    if bpy.app.version < (5, 0, 0) and not material.use_nodes:
         material.use_nodes = True  # Blender < 5.0; 5.0 materials always use nodes
     tree = material.node_tree
     nodes = {node.name: node for node in tree.nodes}

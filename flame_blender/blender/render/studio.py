@@ -183,7 +183,7 @@ def _setup_world(scene: bpy.types.Scene, strength: float) -> None:
     world = bpy.data.worlds.get(WORLD_NAME)
     if world is None:
         world = bpy.data.worlds.new(WORLD_NAME)
-    if hasattr(world, "use_nodes") and not world.use_nodes:
+    if bpy.app.version < (5, 0, 0) and not world.use_nodes:
         world.use_nodes = True  # Blender < 5.0; 5.0 always uses nodes
     background = next(
         (node for node in world.node_tree.nodes if node.type == "BACKGROUND"), None

@@ -6,7 +6,11 @@ import bpy  # noqa: F401  (first: Blender's own modules, e.g. addon_utils, come 
 import numpy as np
 import pytest
 
-from flame_blender.core.camera import camera2pixel, intrinsics_from_blender, world_to_camera_from_blender
+from flame_blender.core.camera import (
+    camera2pixel,
+    intrinsics_from_blender,
+    world_to_camera_from_blender,
+)
 
 
 def test_device_choice_falls_back_to_the_cpu_with_a_message(blender_scene):
@@ -41,7 +45,7 @@ def test_preferences_offer_the_cycles_device(blender_addon):
 
 
 def test_studio_frames_the_head(blender_addon, small_head):
-    bpy = blender_addon
+    assert blender_addon is bpy
     scene = bpy.context.scene
     bpy.context.view_layer.objects.active = small_head
     result = bpy.ops.flame.setup_studio(focal_length=85.0, distance=0.9, azimuth=20.0, transparent=True)
@@ -73,7 +77,7 @@ def test_studio_frames_the_head(blender_addon, small_head):
 
 
 def test_render_operator_renders_a_still_and_reports_the_device(blender_addon, small_head, tmp_path):
-    bpy = blender_addon
+    assert blender_addon is bpy
     scene = bpy.context.scene
     bpy.context.view_layer.objects.active = small_head
     bpy.ops.flame.setup_studio()
@@ -115,7 +119,7 @@ def test_albedo_image_rows_are_flipped_into_blender(blender_addon, small_head, f
 
 
 def test_render_panel_is_a_sub_panel_of_the_flame_tab(blender_addon):
-    bpy = blender_addon
+    assert blender_addon is bpy
     panel = bpy.types.FLAME_PT_render
     assert panel.bl_category == "FLAME" and panel.bl_parent_id == "FLAME_PT_head"
     assert hasattr(bpy.types.Scene, "flame_render")

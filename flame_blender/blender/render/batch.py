@@ -445,7 +445,7 @@ class BatchRenderer:
         fx, fy, cx, cy = core_camera.intrinsics_from_blender(
             data.lens, data.sensor_width, data.sensor_height, data.sensor_fit, width, height,
             data.shift_x, data.shift_y,
-            scene.render.pixel_aspect_y / scene.render.pixel_aspect_x,
+            scene.render.pixel_aspect_x / scene.render.pixel_aspect_y,
         )
         blender_world_to_camera = np.asarray(
             core_camera.world_to_camera_from_blender(np.array(camera.matrix_world)), np.float64

@@ -235,3 +235,43 @@ def test_contact_sheet_draws_landmarks():
     assert tuple(drawn[5, 10]) == (40, 255, 80) and tuple(drawn[15, 25]) == (255, 60, 60)
     sheet = contact_sheet([drawn, drawn, drawn], columns=2, gap=2)
     assert sheet.shape == (2 * 20 + 3 * 2, 2 * 30 + 3 * 2, 3)
+
+
+def test_landmark_visibility_uses_the_rendered_surface():
+    from flame_blender.core.ground_truth import project_landmarks, surface_depths_near
+
+    # A tilted plane z = 1 + 0.8 x seen by a 40 x 30 camera, rendered at pixel centres.
+    width, height, f = 40, 30, 50.0
+    intrinsics = (f, f, width / 2, height / 2)
+    u, v = np.meshgrid(np.arange(width) + 0.5, np.arange(height) + 0.5)
+    x_over_z = (u - width / 2) / f
+    depth = 1.0 / (1.0 - 0.8 * x_over_z)  # z where the ray meets z = 1 + 0.8 x
+    normal = np.array([-0.8, 0.0, 1.0]) / np.linalg.norm([-0.8, 0.0, 1.0])
+    normals = np.broadcast_to(-normal, (height, width, 3))  # facing the camera
+    on_plane = np.array([[0.05, 0.02, 1.04], [-0.1, -0.05, 0.92]])
+    behind = on_plane + [0.0, 0.0, 0.01]  # 1 cm behind the surface: occluded
+    outside = np.array([[5.0, 0.0, 1.0]])  # out of frame
+    points = np.concatenate([on_plane, behind, outside])
+    projected = project_landmarks(points, np.eye(4), intrinsics, (width, height), depth, normals)
+    assert projected.visible.tolist() == [True, True, False, False, False]
+    assert projected.in_frame.tolist() == [True, True, True, True, False]
+    # the tangent planes give the surface depth exactly, wherever the point is in its pixel
+    near = surface_depths_near(depth, normals, projected.pixels[:2], intrinsics)
+    assert np.allclose(near, on_plane[:, 2:3], atol=1e-9)
+    # without a depth map, every in-frame landmark counts as visible
+    assert project_landmarks(points, np.eye(4), intrinsics, (width, height)).visible.sum() == 4
+
+
+def test_render_batch_reads_its_arguments_after_a_double_dash():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parent.parent / "scripts" / "render_batch.py"
+    spec = importlib.util.spec_from_file_location("render_batch_script", path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    blender_argv = ["blender", "--background", "--python", "x.py", "--", "--out", "o", "--num", "3"]
+    assert script.script_arguments(blender_argv) == ["--out", "o", "--num", "3"]
+    assert script.script_arguments(["render_batch.py", "--out", "o"]) == ["--out", "o"]
+    args = script.build_parser().parse_args(["--out", "o", "--device", "optix", "--resolution", "64", "32"])
+    assert args.device == "OPTIX" and args.resolution == [64, 32] and args.shard == "0/1"

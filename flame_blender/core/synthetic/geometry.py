@@ -33,7 +33,7 @@ EYE_SEGMENTS = 32
 EYEBALL_RADIUS = 0.0122
 
 # The star centre of the head surface: every ray from it leaves the surface once.
-CENTRE = np.array([0.0, -0.02, -0.01])
+CENTRE = np.array([0.0, -0.02, -0.024])
 # Polar angle (from +y) of the neck's open end.
 PHI_MAX = np.radians(163.0)
 
@@ -80,8 +80,9 @@ def directions(phi: np.ndarray, theta: np.ndarray) -> np.ndarray:
 def _ellipsoid(p: np.ndarray, centre, radii) -> np.ndarray:
     """Approximate signed distance to an ellipsoid (negative inside)."""
     q = (p - np.asarray(centre)) / np.asarray(radii)
-    k0 = np.linalg.norm(q, axis=-1)
-    k1 = np.linalg.norm(q / np.asarray(radii), axis=-1)
+    k0 = np.sqrt(np.einsum("...i,...i->...", q, q))
+    q = q / np.asarray(radii)
+    k1 = np.sqrt(np.einsum("...i,...i->...", q, q))
     return k0 * (k0 - 1.0) / np.maximum(k1, 1e-12)
 
 
@@ -107,7 +108,7 @@ def head_distance(p: np.ndarray) -> np.ndarray:
 
 def base_radius(d: np.ndarray) -> np.ndarray:
     """Distance from CENTRE to the feature-less surface along unit vectors ``d`` (N, 3)."""
-    steps = np.linspace(0.0, 0.34, 69)[1:]
+    steps = np.linspace(0.0, 0.34, 35)[1:]
     points = CENTRE + steps[None, :, None] * d[:, None, :]
     outside = head_distance(points) > 0
     first = np.argmax(outside, axis=1)
@@ -175,9 +176,11 @@ def _ring_layout() -> tuple[np.ndarray, np.ndarray]:
     phis = np.interp(targets, cdf, s) * PHI_MAX
     phis[0] = max(phis[0], np.radians(2.5))
     # Vertex counts follow the ring's circumference, the front denser than the back.
-    circumference = np.array(
-        [np.sum(np.linalg.norm(np.diff(_ring_points(p, 256), axis=0), axis=1)) for p in phis]
-    )
+    samples = 96
+    theta = np.concatenate([_azimuths(samples), [np.pi]])
+    rings = head_surface(np.repeat(phis[:, None], samples + 1, axis=1),
+                         np.broadcast_to(theta, (len(phis), samples + 1)))
+    circumference = np.linalg.norm(np.diff(rings, axis=1), axis=2).sum(axis=1)
     budget = HEAD_VERTICES - 1 - NECK_BOUNDARY
     lo, hi = 1e-3, 1e5
     for _ in range(100):
@@ -203,11 +206,6 @@ def _azimuths(n: int) -> np.ndarray:
     cdf = np.concatenate([[0.0], np.cumsum((density[1:] + density[:-1]) / 2)])
     cdf /= cdf[-1]
     return np.interp(np.arange(n) / n, cdf, t)
-
-
-def _ring_points(phi: float, n: int) -> np.ndarray:
-    theta = np.concatenate([_azimuths(n), [np.pi]])
-    return head_surface(np.full(n + 1, phi), theta)
 
 
 def _zip_rings(upper: np.ndarray, upper_theta: np.ndarray, lower: np.ndarray,
@@ -283,7 +281,12 @@ def _uv_sphere(centre: np.ndarray, radius: float, axis_front: np.ndarray):
     if np.dot(np.cross(v1 - v0, v2 - v0), front) < 0:
         tris = tris[:, ::-1].copy()
         uvtris = [t[::-1] for t in uvtris]
-    return verts, tris, np.array(uv), np.array(uvtris, dtype=np.int64), vertex_polar
+    uv, uvtris = np.array(uv), np.array(uvtris, dtype=np.int64)
+    # Counter-clockwise in UV space like the head's, so the island is not mirrored.
+    a, b, c = uv[uvtris[EYE_SEGMENTS]]
+    if (b[0] - a[0]) * (c[1] - a[1]) - (b[1] - a[1]) * (c[0] - a[0]) < 0:
+        uv[:, 0] = 1.0 - uv[:, 0]
+    return verts, tris, uv, uvtris, vertex_polar
 
 
 # UV layout: the head in the lower part of the square, the eyeballs side by side above it.
@@ -357,8 +360,8 @@ def build_head_mesh() -> HeadMesh:
         # surface point in the eye's direction from the centre (search the front hemisphere)
         best = None
         for _ in range(1):
-            ph = np.linspace(np.radians(50), np.radians(100), 81)
-            th = np.linspace(0, sign * 0.7, 141)
+            ph = np.linspace(np.radians(50), np.radians(100), 51)
+            th = np.linspace(0, sign * 0.7, 71)
             P, T = np.meshgrid(ph, th, indexing="ij")
             pts = head_surface(P.ravel(), T.ravel())
             dist = np.hypot(pts[:, 0] - target[0], pts[:, 1] - target[1])
@@ -390,7 +393,7 @@ def build_head_mesh() -> HeadMesh:
     mesh = HeadMesh(
         vertices=np.concatenate(all_vertices),
         faces=np.concatenate(all_faces),
-        uvs=np.concatenate(all_uvs),
+        uvs=np.round(np.concatenate(all_uvs), 8),  # exactly what the OBJ's %.8f says
         uv_faces=np.concatenate(all_uv_faces),
         ring_of_vertex=ring_of_vertex,
         head_rings=tuple(rings),

@@ -194,15 +194,24 @@ def test_resume_after_a_kill_equals_an_uninterrupted_run(full_run, flame_dir, tm
             assert resumed.read_bytes() == path.read_bytes(), path.name
 
 
-def test_a_failing_sample_is_recorded_and_the_run_goes_on(flame_dir, tmp_path):
-    (tmp_path / "samples").mkdir()
-    (tmp_path / "samples" / "000000.rgb.png").mkdir()  # the picture cannot land there
-    result = run_batch(flame_dir, tmp_path, "--num", "2")
+def test_params_file_drives_the_heads_and_a_failing_sample_does_not_stop_the_run(flame_dir, tmp_path):
+    params = tmp_path / "params.jsonl"
+    params.write_text(
+        json.dumps({"shape": [0.5, -0.5], "jaw_pose": [0.2, 0.0, 0.0]}) + "\n"
+        + json.dumps({"expression": [1.0], "global_pose": [0.0, 0.3, 0.0]}) + "\n"
+    )
+    out = tmp_path / "out"
+    (out / "samples").mkdir(parents=True)
+    (out / "samples" / "000000.rgb.png").mkdir()  # sample 0's picture cannot land there
+    result = run_batch(flame_dir, out, "--params", str(params))
     assert result.returncode == 1
-    records = read_manifest(tmp_path / "index.jsonl")
+    records = read_manifest(out / "index.jsonl")
     assert [r["status"] for r in records] == ["failed", "ok"]
-    assert "000000.rgb.png" in records[0]["error"] or "directory" in records[0]["error"].lower()
+    assert "000000.rgb.png" in records[0]["error"]
     assert "failed 000000" in result.stderr
+    sample = json.loads((out / "samples" / "000001.json").read_text())
+    assert sample["flame"]["expression"][0] == 1.0 and sample["flame"]["global_pose"] == [0.0, 0.3, 0.0]
+    assert not any(sample["flame"]["shape"])
 
 
 @pytest.mark.parametrize(

@@ -13,6 +13,7 @@
       samples/000000.labels.png segmentation label values (8-bit grey, see labels.json)
       samples/000000.json       parameters, camera, light, landmarks (written last)
 
+The batch works in a fresh empty file (``read_homefile(use_empty=True)``): run it headless.
 Every file is written atomically (temporary file, then rename) and a sample's JSON is written
 last, so a sample is finished exactly when its JSON exists: a rerun skips finished samples, and a
 run killed midway loses only the sample in flight. A sample that raises is recorded as "failed"
@@ -466,7 +467,8 @@ class BatchRenderer:
         record = {
             "id": name,
             "index": index,
-            "seed": s.seed if self.parameters is None else None,
+            "seed": s.seed,  # the albedo, camera and light always come from (seed, index)
+            "flame_source": "random" if self.parameters is None else "params",
             "flame": spec.parameters.to_dict(),
             "albedo": {
                 "model": self.texture_model.kind if self.texture_model else None,

@@ -50,7 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--shard", default="0/1", metavar="K/N",
                         help="render only shard K of N (K counts from 0), e.g. $SLURM_ARRAY_TASK_ID/N")
     parser.add_argument("--landmarks", nargs="+", default=["mediapipe", "ibug68"],
-                        metavar="SET", help="landmark sets: mediapipe, ibug68, ibug51")
+                        metavar="SET",
+                        help="landmark sets: mediapipe, ibug68, ibug51, ibug68_dynamic, or none")
     parser.add_argument("--ranges", default=None,
                         help="sampling ranges as JSON, inline or a .json file, e.g. "
                         "'{\"camera_azimuth\": [-60, 60]}' (see core/dataset.py)")
@@ -131,7 +132,7 @@ def main(argv: list[str]) -> int:
         device=args.device,
         shard=shard,
         shards=shards,
-        landmark_sets=tuple(args.landmarks),
+        landmark_sets=tuple(name for name in args.landmarks if name.lower() != "none"),
         ranges=ranges,
         transparent=args.transparent,
         denoise=not args.no_denoise,

@@ -89,17 +89,25 @@ def _matches(existing, handler) -> bool:
     )
 
 
-def register() -> None:
+def register_handlers() -> None:
     for event, handler in HANDLERS:
         handlers = getattr(bpy.app.handlers, event)
         if not any(_matches(existing, handler) for existing in handlers):
             handlers.append(handler)
 
 
-def unregister() -> None:
+def unregister_handlers() -> None:
     for event, handler in HANDLERS:
         handlers = getattr(bpy.app.handlers, event)
         for existing in [h for h in handlers if _matches(h, handler)]:
             handlers.remove(existing)
+
+
+def register() -> None:
+    register_handlers()
+
+
+def unregister() -> None:
+    unregister_handlers()
     head.forget_caches()
     runtime.clear()

@@ -27,7 +27,7 @@ def _on_pose_change(self, context) -> None:
     obj = self.id_data
     if head.updates_suspended() or not self.is_head:
         return
-    head.update_head(obj)
+    head.safe_update(obj, force=True)  # never raises: a missing model is shown in the panel
 
 
 def _pose(name: str, size: int, description: str):

@@ -83,7 +83,8 @@ CONVENTIONS = {
     "normals": "unit surface normals in camera axes (OpenCV), 0 on background",
     "visible": "in front of the camera, inside the image, and the rendered surface at the "
     "landmark (the tangent plane of one of the four pixel centres around it, met by the "
-    "landmark's ray) is within 2 mm of its camera z: nothing in front of it",
+    "landmark's ray) is within 2 mm of its camera z: nothing in front of it. A landmark right "
+    "on a silhouette, where no pixel around it sees its own surface, counts as not visible",
 }
 
 

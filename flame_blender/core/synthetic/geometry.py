@@ -86,6 +86,13 @@ def _ellipsoid(p: np.ndarray, centre, radii) -> np.ndarray:
     return k0 * (k0 - 1.0) / np.maximum(k1, 1e-12)
 
 
+def _superellipsoid(p: np.ndarray, centre, radii, exponent: float) -> np.ndarray:
+    """Approximate signed distance to a rounded box-like ellipsoid (exponent > 2 is boxier)."""
+    q = np.abs((p - np.asarray(centre)) / np.asarray(radii))
+    k = (q**exponent).sum(axis=-1) ** (1.0 / exponent)
+    return (k - 1.0) * min(radii)
+
+
 def _smooth_union(a: np.ndarray, b: np.ndarray, k: float) -> np.ndarray:
     h = np.maximum(k - np.abs(a - b), 0.0) / k
     return np.minimum(a, b) - h * h * k / 4.0
@@ -93,7 +100,7 @@ def _smooth_union(a: np.ndarray, b: np.ndarray, k: float) -> np.ndarray:
 
 def head_distance(p: np.ndarray) -> np.ndarray:
     """Signed distance (approximate, metres) to the feature-less head and neck: (...,)."""
-    cranium = _ellipsoid(p, (0.0, 0.006, -0.012), (0.076, 0.114, 0.1))
+    cranium = _superellipsoid(p, (0.0, 0.006, -0.012), (0.075, 0.113, 0.1), 2.4)
     face = _ellipsoid(p, (0.0, -0.045, 0.022), (0.06, 0.07, 0.068))
     chin = _ellipsoid(p, (0.0, CHIN_Y + 0.002, 0.058), (0.023, 0.02, 0.028))
     mirrored = np.concatenate([np.abs(p[..., :1]), p[..., 1:]], axis=-1)
@@ -122,21 +129,28 @@ def base_radius(d: np.ndarray) -> np.ndarray:
     return 0.5 * (lo + hi)
 
 
-def _features(p: np.ndarray) -> np.ndarray:
+def _features(p: np.ndarray, eye_openings: bool = True) -> np.ndarray:
     """Outward displacement (metres) of face features at base-surface points ``p`` (N, 3)."""
     x, y, z = p[:, 0], p[:, 1], p[:, 2]
     ax = np.abs(x)
     front = _smoothstep(0.02, 0.065, z)
     out = np.zeros(len(p))
     # nose: a ridge growing from the brow to the tip, wings beside the nostrils
-    width = 0.0065 + 0.0065 * _smoothstep(EYE_Y, NOSE_TIP_Y, y)
+    width = 0.0045 + 0.0042 * _smoothstep(EYE_Y, NOSE_TIP_Y, y)
     ridge = _gauss(x, 0.0, width)
     profile = np.interp(y, [NOSTRIL_Y - 0.008, NOSTRIL_Y, NOSE_TIP_Y, EYE_Y, BROW_Y,
                             BROW_Y + 0.012], [0.0, 0.012, 0.026, 0.009, 0.002, 0.0])
     out += profile * ridge
     out += 0.006 * _gauss(ax, 0.0135, 0.005) * _gauss(y, NOSTRIL_Y + 0.005, 0.006)
     # eye sockets and brow ridge
-    out -= 0.013 * _gauss(ax, EYE_X, 0.0125) * _gauss(y, EYE_Y, 0.011)
+    # the eyes: a shallow socket, lids standing a little forward, an almond-shaped opening
+    # (tilted up at the outer corner) through which the eyeball shows
+    socket = _gauss(ax, EYE_X, 0.016) * _gauss(y, EYE_Y, 0.013)
+    almond = np.hypot((ax - EYE_X) / 0.0118,
+                      (y - EYE_Y - 0.08 * (ax - EYE_X)) / (0.0054 - 0.12 * np.abs(ax - EYE_X)))
+    out += -0.007 * socket + 0.0035 * _smoothstep(2.6, 1.0, almond)
+    if eye_openings:
+        out -= 0.012 * _smoothstep(1.1, 0.55, almond)
     out += 0.005 * _gauss(ax, EYE_X - 0.002, 0.02) * _gauss(y, BROW_Y, 0.0065)
     # cheekbones
     out += 0.005 * _gauss(ax, 0.045, 0.013) * _gauss(y, EYE_Y - 0.022, 0.012)
@@ -144,7 +158,7 @@ def _features(p: np.ndarray) -> np.ndarray:
     lip_width = _smoothstep(MOUTH_HALF_WIDTH + 0.004, MOUTH_HALF_WIDTH - 0.008, ax)
     out += 0.0065 * lip_width * _gauss(y, MOUTH_Y + 0.0065, 0.0045)
     out += 0.0075 * lip_width * _gauss(y, MOUTH_Y - 0.0075, 0.005)
-    out -= 0.0035 * _gauss(ax, 0.0, 0.022) * _gauss(y, MOUTH_Y, 0.0016)
+    out -= 0.003 * _gauss(ax, 0.0, 0.022) * _gauss(y, MOUTH_Y, 0.002)
     out -= 0.003 * _gauss(x, 0.0, 0.003) * _gauss(y, (MOUTH_Y + NOSTRIL_Y) / 2, 0.006)
     out -= 0.003 * _gauss(x, 0.0, 0.02) * _gauss(y, MOUTH_Y - 0.02, 0.005)
     out *= front
@@ -156,20 +170,22 @@ def _features(p: np.ndarray) -> np.ndarray:
     return out
 
 
-def head_surface(phi: np.ndarray, theta: np.ndarray) -> np.ndarray:
-    """Points of the head surface at polar angles ``phi`` and azimuths ``theta``: (N, 3)."""
+def head_surface(phi: np.ndarray, theta: np.ndarray, eye_openings: bool = True) -> np.ndarray:
+    """Points of the head surface at polar angles ``phi`` and azimuths ``theta``: (..., 3).
+
+    Without ``eye_openings`` the lids are closed (used to seat the eyeballs)."""
     phi, theta = np.broadcast_arrays(np.asarray(phi, float), np.asarray(theta, float))
     shape = phi.shape
     d = directions(phi.ravel(), theta.ravel())
     p = CENTRE + base_radius(d)[:, None] * d
-    return (p + _features(p)[:, None] * d).reshape(*shape, 3)
+    return (p + _features(p, eye_openings)[:, None] * d).reshape(*shape, 3)
 
 
 def _ring_layout() -> tuple[np.ndarray, np.ndarray]:
     """Polar angles of the 61 rings and their vertex counts (summing to 3930, last = 60)."""
     # Denser rings through the face (eyes to chin) than at the crown.
     s = np.linspace(0.0, 1.0, 4001)
-    density = 0.55 + 1.0 * np.exp(-0.5 * ((s - 0.58) / 0.2) ** 2)
+    density = 0.45 + 1.6 * np.exp(-0.5 * ((s - 0.6) / 0.17) ** 2)
     cdf = np.concatenate([[0.0], np.cumsum((density[1:] + density[:-1]) / 2)])
     cdf /= cdf[-1]
     targets = np.linspace(0.0, 1.0, N_RINGS + 1)[1:]
@@ -202,7 +218,7 @@ def _ring_layout() -> tuple[np.ndarray, np.ndarray]:
 def _azimuths(n: int) -> np.ndarray:
     """``n`` azimuths from -pi (the back, seam) upward, denser toward the face (theta = 0)."""
     t = np.linspace(-np.pi, np.pi, 2001)
-    density = 1.0 + 0.9 * np.exp(-0.5 * (t / 0.9) ** 2)
+    density = 1.0 + 3.0 * np.exp(-0.5 * (t / 0.65) ** 2)
     cdf = np.concatenate([[0.0], np.cumsum((density[1:] + density[:-1]) / 2)])
     cdf /= cdf[-1]
     return np.interp(np.arange(n) / n, cdf, t)
@@ -228,6 +244,20 @@ def _zip_rings(upper: np.ndarray, upper_theta: np.ndarray, lower: np.ndarray,
             tris.append(((0, i), (1, j), (1, j + 1)))
             j += 1
     return tris
+
+
+# Eyeball UVs give the front (iris and pupil) a larger share of the texture.
+EYEBALL_UV_POWER = 0.6
+
+
+def eyeball_uv_v(polar: np.ndarray) -> np.ndarray:
+    """v (0..1 within the eyeball's box) of a point ``polar`` radians from the gaze."""
+    return 1.0 - (np.asarray(polar) / np.pi) ** EYEBALL_UV_POWER
+
+
+def eyeball_polar(v: np.ndarray) -> np.ndarray:
+    """The inverse of eyeball_uv_v."""
+    return np.pi * np.clip(1.0 - np.asarray(v), 0.0, 1.0) ** (1.0 / EYEBALL_UV_POWER)
 
 
 def _uv_sphere(centre: np.ndarray, radius: float, axis_front: np.ndarray):
@@ -273,7 +303,7 @@ def _uv_sphere(centre: np.ndarray, radius: float, axis_front: np.ndarray):
     uv = [(0.5, 1.0)]
     for r in range(EYE_RINGS):
         for s in range(EYE_SEGMENTS + 1):
-            uv.append((s / EYE_SEGMENTS, 1.0 - (r + 1) / (EYE_RINGS + 1)))
+            uv.append((s / EYE_SEGMENTS, eyeball_uv_v((r + 1) / (EYE_RINGS + 1) * np.pi)))
     uv.append((0.5, 0.0))
     tris = np.array(tris, dtype=np.int64)
     # Orient outward: the normal of the first fan triangle must point along the gaze.
@@ -295,12 +325,32 @@ LEFT_EYE_UV_BOX = (0.52, 0.81, 0.98, 0.99)
 RIGHT_EYE_UV_BOX = (0.02, 0.81, 0.48, 0.99)
 
 
+def _cdf(grid: np.ndarray, density: np.ndarray) -> np.ndarray:
+    cdf = np.concatenate([[0.0], np.cumsum((density[1:] + density[:-1]) / 2)])
+    return cdf / cdf[-1]
+
+
+# The head's UVs give the face most of the texture: u and v grow fastest across the face.
+_AZIMUTH_GRID = np.linspace(-np.pi, np.pi, 4001)
+_AZIMUTH_CDF = _cdf(_AZIMUTH_GRID, 1.0 + 2.5 * np.exp(-0.5 * (_AZIMUTH_GRID / 0.7) ** 2))
+_POLAR_GRID = np.linspace(0.0, PHI_MAX, 4001)
+_POLAR_CDF = _cdf(_POLAR_GRID, 0.5 + np.exp(-0.5 * ((_POLAR_GRID - 1.75) / 0.42) ** 2))
+
+
 def head_uv(phi: np.ndarray, theta: np.ndarray) -> np.ndarray:
     """UV of a head point: u from the azimuth (face at 0.5), v from the polar angle (crown up)."""
     u0, v0, u1, v1 = HEAD_UV_BOX
-    u = u0 + (theta + np.pi) / (2 * np.pi) * (u1 - u0)
-    v = v1 - phi / PHI_MAX * (v1 - v0)
+    u = u0 + np.interp(theta, _AZIMUTH_GRID, _AZIMUTH_CDF) * (u1 - u0)
+    v = v1 - np.interp(phi, _POLAR_GRID, _POLAR_CDF) * (v1 - v0)
     return np.stack([u, v], axis=-1)
+
+
+def head_uv_inverse(u: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(phi, theta) of head UVs ``u``, ``v`` (inside HEAD_UV_BOX): the inverse of head_uv."""
+    u0, v0, u1, v1 = HEAD_UV_BOX
+    theta = np.interp((u - u0) / (u1 - u0), _AZIMUTH_CDF, _AZIMUTH_GRID)
+    phi = np.interp((v1 - v) / (v1 - v0), _POLAR_CDF, _POLAR_GRID)
+    return phi, theta
 
 
 def build_head_mesh() -> HeadMesh:
@@ -353,21 +403,16 @@ def build_head_mesh() -> HeadMesh:
         uv_faces = uv_faces[:, ::-1].copy()
     head_uvs = np.array(uvs)
 
-    # Eyeballs: centred behind the socket surface so their front pokes out a few millimetres.
+    # Eyeballs: the front of each pokes 1.5 mm past where the closed lids would be, so it
+    # shows through the opening and the lids cover the rest.
     eye_centres = []
     for sign in (1.0, -1.0):
-        target = np.array([sign * EYE_X, EYE_Y, 0.0])
-        # surface point in the eye's direction from the centre (search the front hemisphere)
-        best = None
-        for _ in range(1):
-            ph = np.linspace(np.radians(50), np.radians(100), 51)
-            th = np.linspace(0, sign * 0.7, 71)
-            P, T = np.meshgrid(ph, th, indexing="ij")
-            pts = head_surface(P.ravel(), T.ravel())
-            dist = np.hypot(pts[:, 0] - target[0], pts[:, 1] - target[1])
-            best = pts[np.argmin(dist)]
-        centre = np.array([target[0], target[1], best[2] + 0.0035 - EYEBALL_RADIUS])
-        eye_centres.append(centre)
+        ph = np.linspace(np.radians(50), np.radians(100), 51)
+        th = np.linspace(0, sign * 0.7, 71)
+        points = head_surface(*np.meshgrid(ph, th, indexing="ij"), eye_openings=False)
+        points = points.reshape(-1, 3)
+        lid = points[np.argmin(np.hypot(points[:, 0] - sign * EYE_X, points[:, 1] - EYE_Y))]
+        eye_centres.append([sign * EYE_X, EYE_Y, lid[2] + 0.0015 - EYEBALL_RADIUS])
     eye_centres = np.array(eye_centres)
 
     all_vertices = [head_vertices]

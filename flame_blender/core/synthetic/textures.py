@@ -22,7 +22,9 @@ from .geometry import (
     RIGHT_EYE_UV_BOX,
     _gauss,
     _smoothstep,
+    eyeball_polar,
     head_surface,
+    head_uv_inverse,
 )
 
 SKIN_SRGB = np.array([0.80, 0.60, 0.50])
@@ -51,8 +53,7 @@ def mean_albedo_srgb(resolution: int) -> np.ndarray:
     image[:] = SKIN_SRGB
     # head: map texels back to surface points
     u0, v0, u1, v1 = HEAD_UV_BOX
-    theta = (u - u0) / (u1 - u0) * 2 * np.pi - np.pi
-    phi = (v1 - v) / (v1 - v0) * PHI_MAX
+    phi, theta = head_uv_inverse(u, v)
     inside = (u >= u0) & (u <= u1) & (v >= v0) & (v <= v1)
     p = head_surface(np.clip(phi[inside], 1e-3, PHI_MAX), theta[inside])
     x, y, z = p[:, 0], p[:, 1], p[:, 2]
@@ -60,7 +61,7 @@ def mean_albedo_srgb(resolution: int) -> np.ndarray:
     ax = np.abs(x)
     color = np.tile(SKIN_SRGB, (len(p), 1))
     lip_width = _smoothstep(MOUTH_HALF_WIDTH + 0.003, MOUTH_HALF_WIDTH - 0.006, ax)
-    lips = front * lip_width * _smoothstep(0.0105, 0.006, np.abs(y - MOUTH_Y + 0.0007))
+    lips = front * lip_width * _smoothstep(0.0135, 0.0095, np.abs(y - MOUTH_Y + 0.0015))
     cheeks = front * _gauss(ax, 0.045, 0.014) * _gauss(y, EYE_Y - 0.035, 0.014)
     brows = front * _gauss(ax, EYE_X - 0.002, 0.013) * _gauss(y, BROW_Y, 0.0032)
     brows = np.clip(brows * 1.4, 0, 1)
@@ -74,7 +75,7 @@ def mean_albedo_srgb(resolution: int) -> np.ndarray:
     for box in (LEFT_EYE_UV_BOX, RIGHT_EYE_UV_BOX):
         bu0, bv0, bu1, bv1 = box
         inside = (u >= bu0) & (u <= bu1) & (v >= bv0) & (v <= bv1)
-        polar = (1 - (v[inside] - bv0) / (bv1 - bv0)) * np.pi
+        polar = eyeball_polar((v[inside] - bv0) / (bv1 - bv0))
         iris = _smoothstep(0.62, 0.55, polar)[:, None]
         pupil = _smoothstep(0.3, 0.24, polar)[:, None]
         eye = SCLERA_SRGB * (1 - iris) + IRIS_SRGB * iris

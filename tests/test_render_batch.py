@@ -184,6 +184,8 @@ def test_resume_after_a_kill_equals_an_uninterrupted_run(full_run, flame_dir, tm
         else:
             json.loads(path.read_text())
     before = {p.name: p.stat().st_mtime_ns for p in finished}
+    # what a kill in the middle of a write leaves: a hidden temporary, cleaned up by the rerun
+    (tmp_path / "samples" / f".{COUNT - 1:06d}.rgb.png.99999.tmp.png").write_bytes(b"partial")
 
     result = run_batch(flame_dir, tmp_path, "--num", str(COUNT), "--seed", "3")
     assert result.returncode == 0, result.stderr

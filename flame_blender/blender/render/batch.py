@@ -280,7 +280,10 @@ class BatchRenderer:
         indices = list(shard_indices(s.count, s.shard, s.shards))
         ids = {index: sample_id(index, s.count) for index in indices}
         mine = set(ids.values())
+        manifest = manifest_path(out, s.shard, s.shards)
+        # only our own leftovers: other shards may be writing into the same folders right now
         remove_stale_temporaries(samples_dir, lambda name: name.split(".")[0] in mine)
+        remove_stale_temporaries(out, lambda name: name == manifest.name)
         if not (out / "run.json").exists():
             atomic_write_text(out / "run.json", json.dumps(self.run_settings(), indent=1) + "\n")
         atomic_write_text(out / "labels.json", json.dumps(label_table(), indent=1) + "\n")
@@ -293,7 +296,6 @@ class BatchRenderer:
             else:
                 records[index] = {"index": index, "id": ids[index], "status": "pending"}
                 todo.append(index)
-        manifest = manifest_path(out, s.shard, s.shards)
         write_manifest(manifest, records.values())
         summary = BatchSummary(skipped=len(indices) - len(todo))
         shard_text = f" (shard {s.shard}/{s.shards})" if s.shards > 1 else ""
@@ -411,7 +413,7 @@ class BatchRenderer:
                 ),
             )
         with self._phase("ground truth (render + read)"):
-            truth = passes.render_ground_truth(scene, samples_dir)
+            truth = passes.render_ground_truth(scene, samples_dir / f"{name}.passes.exr")
         with self._phase("write outputs"):
             self._write_sample(index, name, spec, truth, landmark_points, paths)
 

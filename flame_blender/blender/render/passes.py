@@ -111,8 +111,11 @@ def render_picture(
     bpy.data.images["Render Result"].save_render(str(path), scene=scene)
 
 
-def render_ground_truth(scene: bpy.types.Scene, scratch_dir: str | Path) -> GroundTruth:
-    """Render one point sample per pixel and read back depth, normals and labels."""
+def render_ground_truth(scene: bpy.types.Scene, scratch_path: str | Path) -> GroundTruth:
+    """Render one point sample per pixel and read back depth, normals and labels.
+
+    The passes go through a hidden temporary beside ``scratch_path`` (deleted afterwards).
+    """
     cycles = scene.cycles
     saved = (cycles.samples, cycles.filter_width, cycles.use_denoising, scene.render.film_transparent)
     cycles.samples = 1
@@ -125,7 +128,7 @@ def render_ground_truth(scene: bpy.types.Scene, scratch_dir: str | Path) -> Grou
     settings.file_format = "OPEN_EXR_MULTILAYER"
     settings.color_depth = "32"
     settings.exr_codec = "ZIP"
-    scratch = temporary_path(Path(scratch_dir) / "ground_truth.exr")
+    scratch = temporary_path(Path(scratch_path))
     scratch = scratch.with_name(scratch.name + ".exr")
     try:
         bpy.ops.render.render()

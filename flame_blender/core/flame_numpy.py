@@ -484,23 +484,42 @@ def rigid_transforms(
         ``(G_j - I) v + t_j`` under joint j (``G_j`` its world rotation); posed joints
         ``(C, J, 3)``; world rotations ``(C, J, 3, 3)``.
     """
-    count, n_joints = rotations.shape[:2]
     eye = np.eye(3, dtype=rotations.dtype)
-    world = np.empty_like(rotations)
+    world = rotations.copy()  # the root level keeps its local rotation
     # displacement of each joint from rest: d_j = d_parent + (G_parent - I)(J_j - J_parent)
     moved = np.zeros_like(joints)
-    world[:, list(levels[0])] = rotations[:, list(levels[0])]
-    for level in levels[1:]:
-        idx = list(level)
-        par = [parents[j] for j in level]
-        world[:, idx] = world[:, par] @ rotations[:, idx]
-        bone = (joints[:, idx] - joints[:, par])[..., None]
-        moved[:, idx] = moved[:, par] + ((world[:, par] - eye) @ bone)[..., 0]
-    delta = world - eye
+    for level, parent_index in _level_indices(levels, parents):
+        parent_world = world[:, parent_index]
+        world[:, level] = parent_world @ rotations[:, level]
+        bone = joints[:, level] - joints[:, parent_index]
+        moved[:, level] = moved[:, parent_index] + np.einsum("cjab,cjb->cja", parent_world - eye, bone)
     transforms = np.empty(rotations.shape[:2] + (3, 4), dtype=rotations.dtype)
-    transforms[..., :3] = delta
-    transforms[..., 3] = moved - (delta @ joints[..., None])[..., 0]
+    delta = np.subtract(world, eye, out=transforms[..., :3])
+    transforms[..., 3] = moved - np.einsum("cjab,cjb->cja", delta, joints)
     return transforms, joints + moved, world
+
+
+_LEVEL_INDICES: dict[tuple, list[tuple[slice | list[int], slice | list[int]]]] = {}
+
+
+def _level_indices(levels: tuple[tuple[int, ...], ...], parents: tuple[int, ...]) -> list:
+    """(joints of the level, their parents) per level after the root's, as slices where possible."""
+    key = (levels, parents)
+    found = _LEVEL_INDICES.get(key)
+    if found is None:
+        found = []
+        for level in levels[1:]:
+            found.append((_as_slice(list(level)), _as_slice([parents[j] for j in level])))
+        _LEVEL_INDICES[key] = found
+    return found
+
+
+def _as_slice(indices: list[int]) -> slice | list[int]:
+    if indices == list(range(indices[0], indices[-1] + 1)):
+        return slice(indices[0], indices[-1] + 1)
+    if len(set(indices)) == 1:
+        return slice(indices[0], indices[0] + 1)  # one parent for the whole level: broadcasts
+    return indices
 
 
 def _pose_vectors(values: Mapping[str, np.ndarray], batch: int, dtype: np.dtype) -> np.ndarray | None:

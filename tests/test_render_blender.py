@@ -123,3 +123,22 @@ def test_render_panel_is_a_sub_panel_of_the_flame_tab(blender_addon):
     panel = bpy.types.FLAME_PT_render
     assert panel.bl_category == "FLAME" and panel.bl_parent_id == "FLAME_PT_head"
     assert hasattr(bpy.types.Scene, "flame_render")
+
+
+def test_studio_with_a_broken_texture_reports_and_changes_nothing(blender_scene, flame_dir, tmp_path):
+    import shutil
+
+    from flame_blender.blender import import_head
+
+    folder = tmp_path / "flame"
+    shutil.copytree(flame_dir, folder)
+    (folder / "albedoModel2020_FLAME_albedoPart.npz").write_bytes(b"not an npz")
+    head = import_head(blender_scene, folder, n_shape=2, n_expression=1)
+    bpy.context.view_layer.objects.active = head
+    objects_before = {obj.name for obj in bpy.data.objects}
+    materials_before = {mat.name for mat in bpy.data.materials}
+    with pytest.raises(RuntimeError, match="albedoModel2020"):
+        bpy.ops.flame.setup_studio()  # the operator's ERROR report surfaces as RuntimeError
+    assert {obj.name for obj in bpy.data.objects} == objects_before
+    assert {mat.name for mat in bpy.data.materials} == materials_before
+    assert blender_scene.camera is None

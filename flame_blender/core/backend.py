@@ -244,7 +244,8 @@ class TorchBackend(FlameBackend):
 
         self._pose_t = tensor(arrays.pose_directions)
         self._weights_t = tensor(arrays.weights_transposed)
-        self._blend_t = tensor(arrays.blend_directions)
+        # on the CPU the tensor shares the numpy array's memory (no second 24 MB copy)
+        self._blend_t = torch.from_numpy(self._blend32) if self.device == "cpu" else tensor(arrays.blend_directions)
         self._template_t = tensor(arrays.v_template_planar)
         with torch.inference_mode():
             self._posed_t = torch.empty(3 * n, device=self.device)
@@ -253,6 +254,9 @@ class TorchBackend(FlameBackend):
             self._sum_t = torch.empty(3, n, device=self.device)
 
     def _full_blend(self, coefficients: np.ndarray) -> np.ndarray:
+        if self.device == "cpu":
+            # memory-bound matrix-vector product: numpy's BLAS streams it faster than MKL on AMD
+            return super()._full_blend(coefficients)
         torch = self._torch
         with torch.inference_mode():
             c = torch.from_numpy(coefficients.astype(np.float32)).to(self.device)

@@ -127,7 +127,7 @@ def render_ground_truth(scene: bpy.types.Scene, scratch_path: str | Path) -> Gro
         settings.media_type = "MULTI_LAYER_IMAGE"
     settings.file_format = "OPEN_EXR_MULTILAYER"
     settings.color_depth = "32"
-    settings.exr_codec = "ZIP"
+    settings.exr_codec = "NONE"  # a scratch file read back at once: no time spent compressing
     scratch = temporary_path(Path(scratch_path))
     scratch = scratch.with_name(scratch.name + ".exr")
     try:

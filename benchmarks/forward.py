@@ -5,8 +5,9 @@
 Model: the synthetic 300 + 100 component FLAME (``synthetic_flame_model(0)``); smplx gets a
 plain-numpy copy of it (``FLAME_NEUTRAL.pkl`` + ``flame_static_embedding.pkl`` in a temporary
 folder). Every input is random (all 400 coefficients, all poses, translation), fixed per batch
-size. Torch modules run under ``torch.inference_mode()`` with ``torch.set_num_threads(N)``
-(default 1: on a small shared machine a second OpenMP thread mostly waits). Implementations are
+size. Torch modules run under ``torch.inference_mode()`` with ``torch.set_num_threads(N)`` and
+numpy's BLAS gets the same N threads (default 1: on a small shared machine a second thread
+mostly waits). Implementations are
 measured in alternating rounds (so load changes hit all of them alike) after warm-up; the table
 shows medians. The second table is the Blender slider path: one head, ``shaped()`` after one
 coefficient changed, after all changed, and ``posed()``.
@@ -15,6 +16,7 @@ coefficient changed, after all changed, and ``posed()``.
 from __future__ import annotations
 
 import argparse
+import os
 import pickle
 import platform
 import statistics
@@ -24,8 +26,21 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
-import torch
+
+def _requested_threads(argv: list[str]) -> int:
+    for i, arg in enumerate(argv):
+        if arg == "--threads" and i + 1 < len(argv):
+            return int(argv[i + 1])
+        if arg.startswith("--threads="):
+            return int(arg.split("=", 1)[1])
+    return 1
+
+
+# numpy's BLAS reads its thread count when it loads: give it the same budget as torch.
+os.environ["OPENBLAS_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = str(_requested_threads(sys.argv))
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -100,7 +115,7 @@ def main() -> int:
         peers = {batch: smplx.FLAME(folder, num_betas=300, num_expression_coeffs=100, batch_size=batch) for batch in BATCHES}
 
     print(f"# FLAME forward pass, synthetic 300+100 model, {platform.processor() or platform.machine()}, "
-          f"{torch.get_num_threads()} torch thread(s), torch {torch.__version__}, smplx {smplx.__version__ if hasattr(smplx, '__version__') else '0.1.28'}")
+          f"{torch.get_num_threads()} thread(s) for torch and numpy's BLAS, torch {torch.__version__}, smplx {smplx.__version__ if hasattr(smplx, '__version__') else '0.1.28'}")
     results: dict[str, dict[int, float]] = {"torch float32 CPU (ours)": {}, "numpy float64 (ours)": {}, "smplx.FLAME float32 CPU": {}}
     for batch in BATCHES:
         inputs = random_inputs(batch)

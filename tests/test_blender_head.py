@@ -217,7 +217,7 @@ def test_register_and_unregister_are_idempotent_and_complete(blender_scene):
     assert bpy.types.FLAME_PT_head.is_registered and hasattr(bpy.types.Object, "flame")
 
 
-def test_panel_and_preferences(small_head):
+def test_panel_and_preferences(small_head, flame_reference, evaluated_vertices):
     from flame_blender.blender import panel, preferences, runtime
 
     context = bpy.context
@@ -229,5 +229,15 @@ def test_panel_and_preferences(small_head):
         prefs.backend = "NUMPY"
         small_head.flame.jaw_pose = (0.1, 0.0, 0.0)
         assert runtime.backend_in_use_label().startswith("NumPy")
+        bpy.context.view_layer.update()
+        assert np.abs(evaluated_vertices(small_head) - flame_reference(get_parameters(small_head))).max() < TOLERANCE
+        prefs.backend = "TORCH_CUDA"  # no GPU on the test machines: falls back, and says so
+        small_head.flame.jaw_pose = (0.2, 0.0, 0.0)
+        import torch
+
+        if not torch.cuda.is_available():
+            assert "unavailable" in runtime.backend_in_use_label()
+        bpy.context.view_layer.update()
+        assert np.abs(evaluated_vertices(small_head) - flame_reference(get_parameters(small_head))).max() < TOLERANCE
     finally:
         prefs.backend = "AUTO"

@@ -375,8 +375,7 @@ def update_head(obj: bpy.types.Object, depsgraph=None, force: bool = True) -> bo
     if block.value != 1.0 or block.mute:
         block.mute = False
         block.value = 1.0
-    key.update_tag()
-    obj.data.update_tag()
+    key.update_tag()  # (points.foreach_set tags too, but that is not documented)
     cache.pose = pose
     return True
 

@@ -34,7 +34,7 @@ class FLAME_OT_import_head(bpy.types.Operator, ImportHelper):
 
     bl_idname = "flame.import_head"
     bl_label = "Import FLAME Head"
-    bl_options = {"REGISTER", "UNDO", "PRESET"}
+    bl_options = {"REGISTER", "UNDO"}
 
     filename_ext = ".pkl"
     filter_glob: StringProperty(default="*.pkl", options={"HIDDEN"})

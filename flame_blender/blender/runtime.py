@@ -24,8 +24,17 @@ _backend_notes: dict[str, str] = {}
 _last_backend_name: str | None = None
 
 
+_resolved: dict[str, str] = {}
+
+
 def model_key(path: str | Path) -> str:
-    return str(Path(path).expanduser().resolve())
+    """The absolute, resolved path (cached: this runs on every pose update)."""
+    key = _resolved.get(path) if isinstance(path, str) else None
+    if key is None:
+        key = str(Path(path).expanduser().resolve())
+        if isinstance(path, str):
+            _resolved[path] = key
+    return key
 
 
 def get_model(path: str | Path) -> dict[str, Any]:
@@ -132,6 +141,7 @@ def forget_errors() -> None:
     for key in list(_errors):
         _models.pop(key, None)
     _errors.clear()
+    _resolved.clear()
     _printed.clear()
 
 
@@ -147,6 +157,7 @@ def clear() -> None:
     """Drop every cached model and backend (unregister)."""
     global _last_backend_name
     _models.clear()
+    _resolved.clear()
     _templates.clear()
     _backends.clear()
     _errors.clear()

@@ -384,20 +384,37 @@ class FLAME(torch.nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Skin (unless ``per_joint`` is None), translate and lay out ``(B, V, 3)``, in chunks."""
         batch, n_vertices, n_joints = planar.shape[0], self.n_vertices, self.n_joints
+        tracked = torch.is_grad_enabled() and any(
+            t is not None and t.requires_grad for t in (planar, per_joint, transl)
+        )
+        # without autograd, each chunk's last addition writes straight into the (B, V, 3) result
+        out = None if tracked else torch.empty(batch, n_vertices, 3, dtype=planar.dtype, device=planar.device)
         parts = []
         for start in range(0, batch, CHUNK_SIZE):
             stop = min(start + CHUNK_SIZE, batch)
             count = stop - start
             v = planar[start:stop].reshape(count, 3, n_vertices)
+            change = None
             if per_joint is not None:
                 rows = per_joint[start:stop].reshape(count * 12, n_joints)
                 blended = torch.mm(rows, self.weights_transposed).view(count, 3, 4, n_vertices)
-                v = v + (blended[:, :, :3] * v.unsqueeze(1)).sum(2) + blended[:, :, 3]
+                change = (blended[:, :, :3] * v.unsqueeze(1)).sum(2) + blended[:, :, 3]
             if transl is not None:
-                v = v + transl[start:stop].unsqueeze(-1)
-            parts.append(v.transpose(1, 2))
-        # a transposed view is never contiguous, so this always copies (never aliases a buffer)
-        vertices = parts[0].contiguous() if len(parts) == 1 else torch.cat(parts)
+                shift = transl[start:stop].unsqueeze(-1)
+                change = shift if change is None else change + shift
+            if out is not None:
+                target = out[start:stop].transpose(1, 2)
+                if change is None:
+                    target.copy_(v)
+                else:
+                    torch.add(v, change, out=target)
+                continue
+            parts.append((v if change is None else v + change).transpose(1, 2))
+        if out is not None:
+            vertices = out
+        else:
+            # a transposed view is never contiguous, so this always copies (never aliases a buffer)
+            vertices = parts[0].contiguous() if len(parts) == 1 else torch.cat(parts)
         if transl is not None:
             joints = joints + transl.unsqueeze(1)
         elif per_joint is None:

@@ -200,6 +200,10 @@ def _extension_leftovers() -> list[str]:
             f"{event}:{h.__name__}" for h in getattr(bpy.app.handlers, event)
             if getattr(h, "__module__", "").startswith("flame_blender")
         ]
+    from flame_blender.blender import handlers
+
+    if bpy.app.timers.is_registered(handlers._update_heads_after_enable):
+        leftovers.append("timer")
     return leftovers
 
 

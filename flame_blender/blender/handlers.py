@@ -103,11 +103,24 @@ def unregister_handlers() -> None:
             handlers.remove(existing)
 
 
+def _update_heads_after_enable() -> None:
+    """Heads already in the open file when the extension is enabled (no load_post then)."""
+    try:
+        head.update_all_heads(force=False)
+    except Exception as error:  # a timer must not raise
+        runtime.report_once(f"cannot update heads after enabling: {error}")
+
+
 def register() -> None:
     register_handlers()
+    # bpy.data is not available while add-ons register at start-up: run once the UI is idle.
+    if not bpy.app.timers.is_registered(_update_heads_after_enable):
+        bpy.app.timers.register(_update_heads_after_enable, first_interval=0.0)
 
 
 def unregister() -> None:
+    if bpy.app.timers.is_registered(_update_heads_after_enable):
+        bpy.app.timers.unregister(_update_heads_after_enable)
     unregister_handlers()
     head.forget_caches()
     runtime.clear()

@@ -110,6 +110,10 @@ def test_ground_truth_is_consistent(full_run):
         normals = np.stack([normal_channels[c] for c in "RGB"], axis=-1)
         lengths = np.linalg.norm(normals[depth > 0], axis=-1)
         assert np.allclose(lengths, 1.0, atol=1e-3) and not normals[depth == 0].any()
+        # camera-axes normals face the camera: against the ray through their pixel
+        v, u = np.nonzero(depth > 0)
+        rays = np.stack([(u + 0.5 - cx) / fx, (v + 0.5 - cy) / fy, np.ones(len(u))], axis=1)
+        assert (np.einsum("pc,pc->p", normals[v, u], rays) < 0).mean() > 0.95
         labels = read_png(out / "samples" / record["files"]["labels"])
         assert depth.shape == labels.shape == (HEIGHT, WIDTH)
         assert set(np.unique(labels)) <= set(LABELS.values())

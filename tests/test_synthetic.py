@@ -179,7 +179,7 @@ def test_in_memory_model_keys_and_dtypes(model: dict) -> None:
 
 # --- the head -------------------------------------------------------------------------
 
-def test_mesh_is_an_oriented_manifold_with_one_neck_opening(model: dict) -> None:
+def test_mesh_is_an_oriented_manifold_open_at_neck_and_mouth(model: dict) -> None:
     faces = model["f"].astype(np.int64)
     assert faces.shape == (9976, 3) and faces.min() == 0 and faces.max() == 5022
     directed = Counter()
@@ -190,17 +190,27 @@ def test_mesh_is_an_oriented_manifold_with_one_neck_opening(model: dict) -> None
     # consistent orientation: each directed edge once; every edge in one or two triangles
     assert max(directed.values()) == 1
     boundary = [edge for edge in directed if edge[::-1] not in directed]
-    assert len(boundary) == 60
-    # the boundary is a single loop around the neck, at the bottom
+    assert len(boundary) == 62
+    # two boundary loops: the neck's open end at the bottom, the mouth slit
     following = dict(boundary)
-    start = boundary[0][0]
-    loop, vertex = [start], following[start]
-    while vertex != start:
-        loop.append(vertex)
-        vertex = following[vertex]
-    assert len(loop) == 60
+    assert len(following) == 62
+    loops, seen = [], set()
+    for start in following:
+        if start in seen:
+            continue
+        loop, vertex = [start], following[start]
+        while vertex != start:
+            loop.append(vertex)
+            vertex = following[vertex]
+        seen.update(loop)
+        loops.append(loop)
+    neck, mouth = sorted(loops, key=len, reverse=True)
+    assert (len(neck), len(mouth)) == (42, 20)
     v = model["v_template"]
-    assert v[loop, 1].max() < v[:3931, 1].min() + 0.03
+    assert v[neck, 1].max() < v[:3931, 1].min() + 0.03
+    lips = v[mouth]
+    assert np.ptp(lips[:, 1]) < 0.006 and lips[:, 2].min() > 0.07       # across the face
+    assert 0.03 < np.ptp(lips[:, 0]) < 0.05 and abs(lips[:, 0].mean()) < 1e-9
     # eyeballs: closed, separate, at FLAME's index ranges
     for eyeball in (LEFT_EYEBALL, RIGHT_EYEBALL):
         in_eye = np.isin(faces, eyeball)
@@ -272,6 +282,16 @@ def test_skinning_weights(model: dict) -> None:
     assert np.all(w[:3931][back, 2] == 0)                 # nothing behind follows the jaw
     # a smooth falloff: some vertices partly on the jaw
     assert np.sum((w[:, 2] > 0.1) & (w[:, 2] < 0.9)) > 50
+    # across the mouth slit: the upper lip stays with the head, the lower lip goes with the jaw
+    faces = model["f"].astype(np.int64)
+    directed = {(a, b) for f in faces.tolist() for a, b in ((f[0], f[1]), (f[1], f[2]),
+                                                            (f[2], f[0]))}
+    slit = {a for a, b in directed if (b, a) not in directed and v[a, 2] > 0.05}
+    slit = np.array(sorted(slit))
+    inner = slit[np.abs(v[slit, 0]) < 0.012]
+    assert len(inner) >= 6
+    assert np.sort(w[inner, 2])[len(inner) // 2 - 1] < 0.1      # upper lip vertices
+    assert np.sort(w[inner, 2])[len(inner) // 2] > 0.9          # their lower-lip copies
 
 
 def test_shape_and_expression_directions(model: dict) -> None:
@@ -279,7 +299,7 @@ def test_shape_and_expression_directions(model: dict) -> None:
     largest = np.abs(dirs).max(axis=(0, 1))
     # visible (millimetres) for the leading components, decaying but never zero later
     assert np.all(largest[:300] > 2e-5) and np.all(largest[:300] < 0.015)
-    assert np.all(largest[:20] > 1e-3)
+    assert np.all(largest[:12] > 1e-3) and np.all(largest[12:40] > 1e-4)
     assert np.all(largest[300:] > 2e-5) and np.all(largest[300:310] > 1e-3)
     assert np.all(largest[300:] < 0.015)
     # eyeballs move rigidly with identity and do not move with expressions

@@ -1,13 +1,16 @@
 """The synthetic head mesh: FLAME's vertex and triangle counts, eyeballs at FLAME's indices.
 
 The head (vertices 0..3930) is a star-shaped surface around a centre point, sampled on 61
-horizontal rings below a crown vertex and open at the neck (60 boundary vertices). A disk
-triangulation with V vertices and B boundary vertices has 2V - B - 2 triangles, which gives
-FLAME's 7800 head triangles for V = 3931, B = 60. Each eyeball is a UV sphere of 17 rings by
-32 segments plus two poles: 546 vertices and 1088 triangles, like FLAME's.
+horizontal rings below a crown vertex, open at the neck (42 boundary vertices) and with a
+mouth slit (20 boundary vertices: the lower lip has its own copies of the slit's 9 inner
+vertices, so the lips part when the jaw opens). A genus-0 surface with two boundary loops,
+V vertices and B boundary vertices has 2V - B triangles: FLAME's 7800 head triangles for
+V = 3931, B = 62. Each eyeball is a UV sphere of 17 rings by 32 segments plus two poles:
+546 vertices and 1088 triangles, like FLAME's.
 
-UVs: the head is unwrapped cylindrically (u = azimuth, face at u = 0.5, seam at the back of
-the head), the eyeballs get small squares above it. Every ring repeats its seam vertex in UV
+UVs: the head is unwrapped cylindrically (u from the azimuth, face at u = 0.5, seam at the
+back of the head; both directions stretched so the face gets most texels), the eyeballs get
+boxes above it. Every ring repeats its seam vertex in UV
 space, which gives 61 + 2 * 17 = 95 seam duplicates: 5118 UVs, the real template's count.
 
 Coordinates: metres, y up, the face looks toward +z, the left eye is at +x.
@@ -27,7 +30,10 @@ LEFT_EYEBALL = range(3931, 4477)
 RIGHT_EYEBALL = range(4477, 5023)
 
 N_RINGS = 61
-NECK_BOUNDARY = 60
+# The mouth is a slit of this many edges along the mouth line (its lips part when the jaw
+# opens); with it the head has two boundary loops and 2V - B triangles (B = 42 + 20 = 62).
+MOUTH_SLIT_EDGES = 10
+NECK_BOUNDARY = 62 - 2 * MOUTH_SLIT_EDGES
 EYE_RINGS = 17
 EYE_SEGMENTS = 32
 EYEBALL_RADIUS = 0.0122
@@ -56,6 +62,8 @@ class HeadMesh:
     uvs: np.ndarray             # (5118, 2) float64
     uv_faces: np.ndarray        # (9976, 3) int64
     ring_of_vertex: np.ndarray  # (5023,) int64: head ring (0 = crown), -1 for eyeballs
+    upper_lip: np.ndarray       # (9,) the slit's inner vertices on the upper lip
+    lower_lip: np.ndarray       # (9,) their copies on the lower lip (same places at rest)
     head_rings: tuple           # per ring: vertex index array (ring 0 = the crown vertex)
     eye_centres: np.ndarray     # (2, 3) left (+x), right
     phi: np.ndarray             # (3931,) polar angle of each head vertex
@@ -197,7 +205,8 @@ def _ring_layout() -> tuple[np.ndarray, np.ndarray]:
     rings = head_surface(np.repeat(phis[:, None], samples + 1, axis=1),
                          np.broadcast_to(theta, (len(phis), samples + 1)))
     circumference = np.linalg.norm(np.diff(rings, axis=1), axis=2).sum(axis=1)
-    budget = HEAD_VERTICES - 1 - NECK_BOUNDARY
+    # the lower lip's copies of the slit's inner vertices come out of the same budget
+    budget = HEAD_VERTICES - 1 - NECK_BOUNDARY - (MOUTH_SLIT_EDGES - 1)
     lo, hi = 1e-3, 1e5
     for _ in range(100):
         scale = np.sqrt(lo * hi)
@@ -212,7 +221,29 @@ def _ring_layout() -> tuple[np.ndarray, np.ndarray]:
     while counts.sum() != budget:
         counts[order[i % len(order)]] += 1 if counts.sum() < budget else -1
         i += 1
-    return phis, np.concatenate([counts, [NECK_BOUNDARY]])
+    # The mouth ring's front lies exactly on the mouth line, and it has an even vertex count
+    # so that a vertex sits at the front (theta = 0) and the slit is symmetric.
+    mouth = mouth_ring_index(phis) - 1
+    counts = np.concatenate([counts, [NECK_BOUNDARY]])
+    if counts[mouth] % 2:
+        counts[mouth] += 1
+        others = [i for i in order if i != mouth]
+        counts[others[0]] -= 1
+    lo, hi = phis[mouth - 1], phis[mouth + 1]
+    for _ in range(40):
+        mid = 0.5 * (lo + hi)
+        if head_surface(np.array([mid]), np.array([0.0]))[0, 1] > MOUTH_Y:
+            lo = mid
+        else:
+            hi = mid
+    phis[mouth] = 0.5 * (lo + hi)
+    return phis, counts
+
+
+def mouth_ring_index(phis: np.ndarray) -> int:
+    """The ring (1-based, 0 = crown) whose front is nearest the mouth line."""
+    fronts = head_surface(phis, np.zeros_like(phis))
+    return int(np.argmin(np.abs(fronts[:, 1] - MOUTH_Y))) + 1
 
 
 def _azimuths(n: int) -> np.ndarray:
@@ -374,7 +405,22 @@ def build_head_mesh() -> HeadMesh:
         ring_uv_start.append(uv_start)
         start += n
         uv_start += n + 1
+    # The mouth slit: the lower lip gets its own copies of the slit's inner vertices.
+    mouth_ring = mouth_ring_index(phis)
+    n_mouth = len(rings[mouth_ring])
+    slit = np.arange(n_mouth // 2 - MOUTH_SLIT_EDGES // 2 + 1,
+                     n_mouth // 2 + MOUTH_SLIT_EDGES // 2)
+    upper_lip = rings[mouth_ring][slit]
+    lower_lip = np.arange(start, start + len(slit))
+    lower_uv = np.arange(uv_start, uv_start + len(slit))
+    vertices.extend([vertices[i] for i in upper_lip])
+    vertex_phi.extend([vertex_phi[i] for i in upper_lip])
+    vertex_theta.extend([vertex_theta[i] for i in upper_lip])
+    uvs.extend([uvs[ring_uv_start[mouth_ring] + position] for position in slit])
+    start += len(slit)
     assert start == HEAD_VERTICES
+    lower_copy = dict(zip(slit.tolist(), zip(lower_lip.tolist(), lower_uv.tolist(), strict=True),
+                          strict=True))
 
     faces, uv_faces = [], []
     # crown fan
@@ -389,6 +435,11 @@ def build_head_mesh() -> HeadMesh:
             for which, pos in tri:
                 ring_index = k + which
                 ring = rings[ring_index]
+                if ring_index == mouth_ring and which == 0 and pos in lower_copy:
+                    # below the mouth line: the lower lip's copy
+                    face.append(lower_copy[pos][0])
+                    uv_face.append(lower_copy[pos][1])
+                    continue
                 face.append(ring[pos % len(ring)])
                 uv_face.append(ring_uv_start[ring_index] + pos)
             faces.append(tuple(face))
@@ -435,12 +486,15 @@ def build_head_mesh() -> HeadMesh:
     ring_of_vertex = np.full(N_VERTICES, -1, dtype=np.int64)
     for k, ring in enumerate(rings):
         ring_of_vertex[ring] = k
+    ring_of_vertex[lower_lip] = mouth_ring
     mesh = HeadMesh(
         vertices=np.concatenate(all_vertices),
         faces=np.concatenate(all_faces),
         uvs=np.round(np.concatenate(all_uvs), 8),  # exactly what the OBJ's %.8f says
         uv_faces=np.concatenate(all_uv_faces),
         ring_of_vertex=ring_of_vertex,
+        upper_lip=upper_lip,
+        lower_lip=lower_lip,
         head_rings=tuple(rings),
         eye_centres=eye_centres,
         phi=np.array(vertex_phi),

@@ -80,12 +80,21 @@ def joint_regressor(mesh: HeadMesh) -> np.ndarray:
     return regressor
 
 
-def jaw_weight(p: np.ndarray) -> np.ndarray:
-    """How much each point follows the jaw: chin, lower lip, lower cheeks; smooth falloff."""
+def jaw_weight(p: np.ndarray, lip_side: np.ndarray | None = None) -> np.ndarray:
+    """How much each point follows the jaw: chin, lower lip, lower cheeks; smooth falloff.
+
+    ``lip_side`` (+1 upper lip, -1 lower lip, 0 elsewhere) separates the two sides of the
+    mouth slit, whose vertices share their places at rest.
+    """
     x, y, z = p[..., 0], p[..., 1], p[..., 2]
+    if lip_side is not None:
+        y = y + np.where(lip_side > 0, 0.002, np.where(lip_side < 0, -0.006, 0.0))
     # a line from the mouth (front) back to below the ear
-    line = MOUTH_Y + 0.001 + (0.09 - z) / 0.1 * 0.025
-    below_mouth = _smoothstep(line + 0.004, line - 0.01, y)
+    line = MOUTH_Y + (0.095 - np.minimum(z, 0.095)) / 0.1 * 0.025
+    # sharp across the lips, softer out on the cheeks
+    width = 0.005 + 0.012 * _smoothstep(MOUTH_HALF_WIDTH - 0.004, MOUTH_HALF_WIDTH + 0.02,
+                                        np.abs(x))
+    below_mouth = _smoothstep(line + 0.0012, line - width, y)
     forward = _smoothstep(-0.03, 0.015, z)
     # the throat under the chin goes with the neck
     not_throat = _smoothstep(-0.15, -0.118, y + 0.25 * np.maximum(0.0, 0.04 - z))
@@ -93,11 +102,19 @@ def jaw_weight(p: np.ndarray) -> np.ndarray:
     return below_mouth * forward * not_throat * narrow
 
 
+def lip_sides(mesh: HeadMesh) -> np.ndarray:
+    """(3931,) +1 on the slit's upper-lip vertices, -1 on their lower-lip copies, else 0."""
+    side = np.zeros(HEAD_VERTICES)
+    side[mesh.upper_lip] = 1.0
+    side[mesh.lower_lip] = -1.0
+    return side
+
+
 def skinning_weights(mesh: HeadMesh) -> np.ndarray:
     p = mesh.vertices
     weights = np.zeros((N_VERTICES, N_JOINTS))
     head = slice(0, HEAD_VERTICES)
-    jaw = jaw_weight(p[head])
+    jaw = jaw_weight(p[head], lip_sides(mesh))
     root = _smoothstep(-0.135, -0.185, p[head, 1]) * (1.0 - jaw)
     weights[head, 2] = jaw
     weights[head, 0] = root
@@ -144,7 +161,7 @@ def shape_directions(mesh: HeadMesh, rng: np.random.Generator) -> np.ndarray:
     n = vertex_normals(mesh.vertices, mesh.faces)[:HEAD_VERTICES]
     x, y, z = p[:, 0], p[:, 1], p[:, 2]
     front = _smoothstep(0.0, 0.05, z)
-    jaw = jaw_weight(p)
+    jaw = jaw_weight(p, lip_sides(mesh))
     ax = np.abs(x)
     designed = [
         0.045 * (p - np.array([0.0, -0.02, 0.0])),                       # overall size
@@ -176,7 +193,7 @@ def shape_directions(mesh: HeadMesh, rng: np.random.Generator) -> np.ndarray:
                 field += (_bump(p, centre, (sigma,) * 3)[:, None]
                           * (n * rng.normal() + 0.3 * rng.normal(size=3)))
             field += 0.3 * _random_field(rng, p, 0.15)
-            field *= 0.0045 * (1 + k - len(designed)) ** -0.5
+            field *= 0.004 * (1 + k - len(designed)) ** -0.75
         dirs[:HEAD_VERTICES, :, k] = field
         _move_eyeballs_with_sockets(dirs[:, :, k], sockets)
     return dirs
@@ -190,7 +207,7 @@ def expression_directions(mesh: HeadMesh, rng: np.random.Generator,
     x, y, z = p[:, 0], p[:, 1], p[:, 2]
     ax, sx = np.abs(x), np.sign(x)
     front = _smoothstep(-0.01, 0.05, z)
-    jaw = jaw_weight(p)
+    jaw = jaw_weight(p, lip_sides(mesh))
     # jaw opening: rotation of the jaw region about the jaw hinge's x axis
     angle = 0.08
     rel = p - joints[2]
@@ -218,7 +235,7 @@ def expression_directions(mesh: HeadMesh, rng: np.random.Generator,
         brows[:, None] * vec(0, 0.004, 0.0005),                                   # brows up
         brows[:, None] * vec(-0.002 * sx, -0.003, 0.001),                         # frown
         corners[:, None] * vec(0.004 * sx, -0.001, -0.001),                       # stretch
-        lips_upper[:, None] * vec(0, 0.003, 0.0) + lips_lower[:, None] * vec(0, -0.003, 0),
+        (lips * (1 - 2 * jaw))[:, None] * vec(0, 0.003, 0.0),                    # lips part
         smile * left[:, None],                                                    # half smile
         smile * (1 - left)[:, None],
         0.004 * cheeks[:, None] * n,                                              # cheek puff
@@ -226,7 +243,10 @@ def expression_directions(mesh: HeadMesh, rng: np.random.Generator,
         corners[:, None] * vec(0.0, -0.004, 0.0),                                 # sad
         (lips + 0.5 * jaw)[:, None] * vec(0.004, 0, 0),                           # mouth sideways
     ]
-    mouth_region = np.maximum.reduce([jaw, corners, lips, cheeks, 0.6 * brows, 0.5 * lids])
+    # random expressions act on a smooth region around the mouth, jaw and cheeks (the lids
+    # are left to the designed squint, so random faces keep their eyes open)
+    lower_face = _bump(p, (0.0, MOUTH_Y - 0.01, 0.09), (0.04, 0.035, 0.06)) * front
+    mouth_region = np.maximum.reduce([lower_face, corners, lips, cheeks, 0.5 * brows])
     dirs = np.zeros((N_VERTICES, 3, N_EXPRESSION))
     for k in range(N_EXPRESSION):
         if k < len(designed):
@@ -238,7 +258,7 @@ def expression_directions(mesh: HeadMesh, rng: np.random.Generator,
                 field += (_bump(p, centre, (rng.uniform(0.01, 0.03),) * 3)[:, None]
                           * rng.normal(size=3))
             field += 0.5 * _random_field(rng, p, 0.08)
-            field *= mouth_region[:, None] * 0.003 * (1 + k - len(designed)) ** -0.5
+            field *= mouth_region[:, None] * 0.003 * (1 + k - len(designed)) ** -0.8
         dirs[:HEAD_VERTICES, :, k] = field
     return dirs
 

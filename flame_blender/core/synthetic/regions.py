@@ -101,9 +101,9 @@ def _ibug68_xy() -> np.ndarray:
                             [0.28 * w, 0.0095], [0.65 * w, 0.0065], [w, 0], [0.65 * w, -0.008],
                             [0.28 * w, -0.0115], [0, -0.012], [-0.28 * w, -0.0115],
                             [-0.65 * w, -0.008]]) + np.array([0.0, MOUTH_Y])
-    mouth_inner = np.array([[-0.85 * w, 0], [-0.35 * w, 0.0015], [0, 0.0015], [0.35 * w, 0.0015],
-                            [0.85 * w, 0], [0.35 * w, -0.0015], [0, -0.0015],
-                            [-0.35 * w, -0.0015]]) + np.array([0.0, MOUTH_Y])
+    mouth_inner = np.array([[-0.85 * w, 0], [-0.35 * w, 0.002], [0, 0.002], [0.35 * w, 0.002],
+                            [0.85 * w, 0], [0.35 * w, -0.002], [0, -0.002],
+                            [-0.35 * w, -0.002]]) + np.array([0.0, MOUTH_Y])
     return np.concatenate([jaw, brow_right, brow_left, nose_bridge, nostrils, eye_right,
                            eye_left, mouth_outer, mouth_inner])
 

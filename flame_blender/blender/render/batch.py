@@ -128,7 +128,7 @@ class BatchSummary:
 class BatchRenderer:
     """Validate and build the scene with :meth:`prepare`, then :meth:`run`.
 
-    Nothing is written before ``run``.
+    Before ``run`` nothing is written (the output folder may be created).
     """
 
     def __init__(self, settings: BatchSettings, log: Callable[[str], None] | None = None) -> None:

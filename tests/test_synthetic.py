@@ -598,18 +598,23 @@ def test_seed_changes_directions_not_the_template() -> None:
 def test_builtin_folder_is_cached_and_repaired(tmp_path: Path,
                                                monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FLAME_BLENDER_CACHE", str(tmp_path))
-    from flame_blender.core.synthetic.files import SYNTHETIC_VERSION
+    from flame_blender.core.synthetic.files import generator_version
 
-    target = tmp_path / f"synthetic-{SYNTHETIC_VERSION}-seed0"
+    target = tmp_path / f"synthetic-{generator_version()}-seed0"
     # an existing complete folder is used as it is
     target.mkdir()
     for name in FILE_NAMES:
         (target / name).write_bytes(b"placeholder")
     assert builtin_flame_dir() == target
     assert (target / "generic_model.pkl").read_bytes() == b"placeholder"
-    # an incomplete one is written again, whole
+    # an incomplete one is written again, whole; an old generator's folder, untouched for two
+    # days, is cleaned up then
+    old = tmp_path / "synthetic-1-seed0"
+    old.mkdir()
+    os.utime(old, (old.stat().st_atime, old.stat().st_mtime - 2 * 86400))
     (target / "FLAME_masks.pkl").unlink()
     assert builtin_flame_dir() == target
+    assert not old.exists()
     assert sorted(p.name for p in target.iterdir()) == sorted(FILE_NAMES)
     assert (target / "generic_model.pkl").read_bytes()[:2] == b"\x80\x02"
     assert [p.name for p in tmp_path.iterdir()] == [target.name]   # no temporaries left

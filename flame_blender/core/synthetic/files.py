@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
 import os
 import shutil
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -32,8 +34,9 @@ FILE_NAMES = (
     "head_template_mesh.obj",
 )
 
-# Bump when the generated content changes: the cached built-in folder is keyed on it.
-SYNTHETIC_VERSION = 1
+# The generator's version; the cached built-in folder's name also carries a digest of this
+# package's source, so any change to the generator gives a fresh folder.
+SYNTHETIC_VERSION = 2
 
 # Python 2's dict order for the model's keys (the real pickles list them in this order).
 MODEL_KEY_ORDER = ("f", "J_regressor", "kintree_table", "J", "bs_style", "weights", "posedirs",
@@ -161,23 +164,42 @@ def write_synthetic_flame(out_dir: str | Path, seed: int = 0,
     return out
 
 
+def _remove_old_versions(root: Path, keep: Path, age_seconds: float = 86400.0) -> None:
+    now = time.time()
+    for folder in root.glob("synthetic-*-seed*"):
+        with contextlib.suppress(OSError):
+            if folder != keep and folder.is_dir() and now - folder.stat().st_mtime > age_seconds:
+                shutil.rmtree(folder, ignore_errors=True)
+
+
 def _cache_root() -> Path:
     env = os.environ.get("FLAME_BLENDER_CACHE")
     return Path(env).expanduser() if env else Path.home() / ".cache" / "flame_blender"
 
 
+def generator_version() -> str:
+    """``SYNTHETIC_VERSION`` plus a digest of the generator's source files."""
+    digest = hashlib.sha256()
+    for source in sorted(Path(__file__).parent.glob("*.py")):
+        digest.update(source.name.encode() + b"\0" + source.read_bytes())
+    return f"{SYNTHETIC_VERSION}+{digest.hexdigest()[:10]}"
+
+
 def builtin_flame_dir() -> Path:
     """A complete synthetic FLAME folder (seed 0), generated once and cached.
 
-    Lives under ``$FLAME_BLENDER_CACHE`` or ``~/.cache/flame_blender``. It is written into a
+    Lives under ``$FLAME_BLENDER_CACHE`` or ``~/.cache/flame_blender``, as
+    ``synthetic-<version>-seed0`` (see :func:`generator_version`). It is written into a
     temporary folder beside its final place and renamed, so it is never seen half-written; a
-    folder with files missing is written again.
+    folder with files missing is written again. Folders of other generator versions that
+    nobody touched for a day are removed.
     """
     root = _cache_root()
-    target = root / f"synthetic-{SYNTHETIC_VERSION}-seed0"
+    target = root / f"synthetic-{generator_version()}-seed0"
     if all((target / name).is_file() for name in FILE_NAMES):
         return target
     root.mkdir(parents=True, exist_ok=True)
+    _remove_old_versions(root, keep=target)
     temporary = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=root))
     try:
         write_synthetic_flame(temporary, seed=0)

@@ -195,7 +195,7 @@ def _extension_leftovers() -> list[str]:
     leftovers = [name for name in dir(bpy.types) if name.startswith(("FLAME_", "FlamePreferences", "FlameObject", "FlameScene"))]
     leftovers += [f"Object.{n}" for n in ("flame",) if hasattr(bpy.types.Object, n)]
     leftovers += [f"Scene.{n}" for n in ("flame_settings",) if hasattr(bpy.types.Scene, n)]
-    for event in ("depsgraph_update_post", "frame_change_post", "undo_post", "redo_post", "load_post"):
+    for event in ("depsgraph_update_post", "frame_change_pre", "frame_change_post", "undo_post", "redo_post", "load_post"):
         leftovers += [
             f"{event}:{h.__name__}" for h in getattr(bpy.app.handlers, event)
             if getattr(h, "__module__", "").startswith("flame_blender")

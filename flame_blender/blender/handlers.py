@@ -60,6 +60,29 @@ def on_frame_change_post(scene, depsgraph) -> None:
 
 
 @persistent
+def on_frame_change_pre(scene, depsgraph=None) -> None:
+    """Write the pose key for the coming frame's F-curve values before Blender evaluates it,
+    so playback needs one evaluation per frame; ``on_frame_change_post`` checks the result."""
+    global _busy
+    if _busy:
+        return
+    _busy = True
+    try:
+        frame = scene.frame_current + scene.frame_subframe
+        for obj in head.heads(scene.objects):
+            try:
+                head.predict_frame(obj, frame)
+            except ReferenceError:
+                pass
+            except Exception as error:  # post corrects; never raise from a handler
+                runtime.report_once(f"{obj.name}: cannot predict the frame ({error})")
+    except ReferenceError:
+        pass
+    finally:
+        _busy = False
+
+
+@persistent
 def on_undo_redo_post(scene, *args) -> None:
     head.forget_caches()
     head.update_all_heads(force=True)
@@ -74,6 +97,7 @@ def on_load_post(*args) -> None:
 
 HANDLERS = (
     ("depsgraph_update_post", on_depsgraph_update_post),
+    ("frame_change_pre", on_frame_change_pre),
     ("frame_change_post", on_frame_change_post),
     ("undo_post", on_undo_redo_post),
     ("redo_post", on_undo_redo_post),

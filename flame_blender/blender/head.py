@@ -251,6 +251,7 @@ class _HeadCache:
     v_shaped: np.ndarray | None = None  # float32 (5023, 3)
     pose: np.ndarray | None = None  # float64 (18,), what the pose key was computed from
     value_buffer: np.ndarray | None = None
+    positions: dict[str, int] | None = None  # shape-key name -> index in coefficients
 
 
 _caches: dict[int, _HeadCache] = {}
@@ -358,7 +359,11 @@ def update_head(obj: bpy.types.Object, depsgraph=None, force: bool = True) -> bo
 
     if depsgraph is not None:
         _flush_to_original(obj, key, cache, coefficients, pose)
+    _write_pose_key(obj, key, cache, coefficients, pose, coefficients_changed)
+    return True
 
+
+def _write_pose_key(obj, key, cache: _HeadCache, coefficients: np.ndarray, pose: np.ndarray, coefficients_changed: bool) -> None:
     path = obj.flame.model_path
     backend = runtime.get_backend(path, obj.flame.n_shape, obj.flame.n_expression)
     if coefficients_changed or cache.v_shaped is None:
@@ -377,7 +382,72 @@ def update_head(obj: bpy.types.Object, depsgraph=None, force: bool = True) -> bo
         block.value = 1.0
     key.update_tag()  # (points.foreach_set tags too, but that is not documented)
     cache.pose = pose
+
+
+def _fcurves(id_data) -> list | None:
+    """The F-curves animating ``id_data``, or None when its animation is more than one action
+    (NLA tracks, drivers): then the values cannot be predicted from the curves alone."""
+    animation = id_data.animation_data
+    if animation is None or animation.action is None:
+        return []
+    if len(animation.nla_tracks) or len(animation.drivers):
+        return None
+    action = animation.action
+    if hasattr(action, "fcurves"):  # Blender < 4.4 (and legacy actions up to 4.5)
+        return list(action.fcurves)
+    from bpy_extras import anim_utils  # Blender 4.4+: layered actions with slots
+
+    bag = anim_utils.action_get_channelbag_for_slot(action, animation.action_slot)
+    return list(bag.fcurves) if bag is not None else []
+
+
+def predict_frame(obj: bpy.types.Object, frame: float) -> bool:
+    """Before Blender evaluates a new frame, write the pose key for the values the head's
+    F-curves will give at ``frame``, so one evaluation suffices (``frame_change_pre``).
+
+    Returns False (and writes nothing) when the animation is not plain F-curves; the
+    ``frame_change_post`` handler then corrects the pose key after the evaluation, as it does
+    whenever a prediction turns out different from the evaluated values.
+    """
+    key = obj.data.shape_keys
+    if key is None or not obj.flame.is_head:
+        return False
+    object_curves, key_curves = _fcurves(obj), _fcurves(key)
+    if object_curves is None or key_curves is None or not (object_curves or key_curves):
+        return False
+    cache = _cache_for(obj, key)
+    if cache is None or cache.coefficients is None or cache.pose is None:
+        return False
+    coefficients = cache.coefficients.copy()
+    pose = cache.pose.copy()
+    offsets = {name: start for name, start, _ in _POSE_SLICES}
+    for curve in object_curves:
+        name = curve.data_path.removeprefix("flame.")
+        if name in offsets and curve.data_path.startswith("flame."):
+            pose[offsets[name] + curve.array_index] = np.float32(curve.evaluate(frame))
+    if key_curves:
+        positions = _coefficient_positions(obj, cache)
+        for curve in key_curves:
+            path = curve.data_path
+            if path.startswith('key_blocks["') and path.endswith('"].value'):
+                position = positions.get(path[12:-8])
+                if position is not None:
+                    limit = COEFFICIENT_LIMIT
+                    coefficients[position] = np.float32(min(max(curve.evaluate(frame), -limit), limit))
+    coefficients_changed = not np.array_equal(coefficients, cache.coefficients)
+    if not coefficients_changed and np.array_equal(pose, cache.pose):
+        return True
+    _write_pose_key(obj, key, cache, coefficients, pose, coefficients_changed)
     return True
+
+
+def _coefficient_positions(obj, cache: _HeadCache) -> dict[str, int]:
+    positions = cache.positions
+    if positions is None:
+        names = [shape_key_name(i) for i in range(obj.flame.n_shape)]
+        names += [expression_key_name(i) for i in range(obj.flame.n_expression)]
+        positions = cache.positions = {name: i for i, name in enumerate(names)}
+    return positions
 
 
 def heads(objects=None) -> list[bpy.types.Object]:

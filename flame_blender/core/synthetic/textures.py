@@ -55,7 +55,10 @@ def mean_albedo_srgb(resolution: int) -> np.ndarray:
     u0, v0, u1, v1 = HEAD_UV_BOX
     phi, theta = head_uv_inverse(u, v)
     inside = (u >= u0) & (u <= u1) & (v >= v0) & (v <= v1)
-    p = head_surface(np.clip(phi[inside], 1e-3, PHI_MAX), theta[inside])
+    phi, theta = np.clip(phi[inside], 1e-3, PHI_MAX), theta[inside]
+    # in chunks: ray casting many texels at once would need a lot of memory at 512 x 512
+    p = np.concatenate([head_surface(phi[i:i + 16384], theta[i:i + 16384])
+                        for i in range(0, len(phi), 16384)])
     x, y, z = p[:, 0], p[:, 1], p[:, 2]
     front = _smoothstep(0.03, 0.07, z)
     ax = np.abs(x)

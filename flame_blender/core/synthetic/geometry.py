@@ -108,11 +108,11 @@ def _smooth_union(a: np.ndarray, b: np.ndarray, k: float) -> np.ndarray:
 
 def head_distance(p: np.ndarray) -> np.ndarray:
     """Signed distance (approximate, metres) to the feature-less head and neck: (...,)."""
-    cranium = _superellipsoid(p, (0.0, 0.006, -0.012), (0.075, 0.113, 0.1), 2.4)
-    face = _ellipsoid(p, (0.0, -0.045, 0.022), (0.06, 0.07, 0.068))
+    cranium = _superellipsoid(p, (0.0, 0.012, -0.012), (0.075, 0.107, 0.1), 2.7)
+    face = _ellipsoid(p, (0.0, -0.045, 0.022), (0.056, 0.07, 0.068))
     chin = _ellipsoid(p, (0.0, CHIN_Y + 0.002, 0.058), (0.023, 0.02, 0.028))
     mirrored = np.concatenate([np.abs(p[..., :1]), p[..., 1:]], axis=-1)
-    cheeks = _ellipsoid(mirrored, (0.027, -0.03, 0.036), (0.036, 0.032, 0.046))
+    cheeks = _ellipsoid(mirrored, (0.026, -0.028, 0.036), (0.034, 0.032, 0.046))
     side = (np.hypot(p[..., 0] / 0.047, (p[..., 2] + 0.024) / 0.051) - 1.0) * 0.047
     neck = np.maximum(side, p[..., 1] + 0.03)
     d = _smooth_union(cranium, face, 0.03)

@@ -146,6 +146,8 @@ def test_bad_input_leaves_the_scene_unchanged(blender_scene, flame_dir, tmp_path
     if case == "bad_params":  # the operator's limits stop this; the function says why
         with pytest.raises(ValueError, match="the model has 300 and 100"):
             import_head(blender_scene, path, n_shape=301)
+        with pytest.raises(RuntimeError, match="at least one"):
+            bpy.ops.flame.import_head(filepath=str(path), n_shape=0, n_expression=0)
     else:
         with pytest.raises(RuntimeError) as error:
             bpy.ops.flame.import_head(filepath=str(path))

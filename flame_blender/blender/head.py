@@ -96,6 +96,9 @@ def _resolve_counts(model: dict, n_shape: int | None, n_expression: int | None) 
         n_expression = (
             min(file_expression, prefs.default_n_expression) if prefs is not None else file_expression
         )
+    if n_shape + n_expression == 0:
+        # (core.create_backend cannot build a backend without components yet)
+        raise FlameParameterError("choose at least one identity or expression component")
     if n_shape > file_shape or n_expression > file_expression:
         raise FlameParameterError(
             f"asked for {n_shape} identity and {n_expression} expression components; "

@@ -34,6 +34,8 @@ from .geometry import (
 N_SHAPE = 300
 N_EXPRESSION = 100
 N_JOINTS = 5
+# the designed expression that narrows the eyes
+SQUINT = 10
 KINTREE_TABLE = np.array([[4294967295, 0, 1, 1, 1], [0, 1, 2, 3, 4]], dtype=np.int64)
 
 
@@ -80,11 +82,13 @@ def joint_regressor(mesh: HeadMesh) -> np.ndarray:
     return regressor
 
 
-def jaw_weight(p: np.ndarray, lip_side: np.ndarray | None = None) -> np.ndarray:
+def jaw_weight(p: np.ndarray, lip_side: np.ndarray | None = None,
+               softness: float = 0.012) -> np.ndarray:
     """How much each point follows the jaw: chin, lower lip, lower cheeks; smooth falloff.
 
     ``lip_side`` (+1 upper lip, -1 lower lip, 0 elsewhere) separates the two sides of the
-    mouth slit, whose vertices share their places at rest.
+    mouth slit, whose vertices share their places at rest. ``softness`` (metres) widens the
+    falloff out on the cheeks (not across the lips).
     """
     x, y, z = p[..., 0], p[..., 1], p[..., 2]
     if lip_side is not None:
@@ -92,7 +96,7 @@ def jaw_weight(p: np.ndarray, lip_side: np.ndarray | None = None) -> np.ndarray:
     # a line from the mouth (front) back to below the ear
     line = MOUTH_Y + (0.095 - np.minimum(z, 0.095)) / 0.1 * 0.025
     # sharp across the lips, softer out on the cheeks
-    width = 0.005 + 0.012 * _smoothstep(MOUTH_HALF_WIDTH - 0.004, MOUTH_HALF_WIDTH + 0.02,
+    width = 0.005 + softness * _smoothstep(MOUTH_HALF_WIDTH - 0.004, MOUTH_HALF_WIDTH + 0.02,
                                         np.abs(x))
     below_mouth = _smoothstep(line + 0.0012, line - width, y)
     forward = _smoothstep(-0.03, 0.015, z)
@@ -181,6 +185,8 @@ def shape_directions(mesh: HeadMesh, rng: np.random.Generator) -> np.ndarray:
     ]
     dirs = np.zeros((N_VERTICES, 3, N_SHAPE))
     sockets = _eye_sockets(mesh)
+    eye_calm = 1.0 - 0.85 * np.maximum.reduce(
+        [_bump(p, centre, (0.016, 0.013, 0.03)) for centre in mesh.eye_centres])
     for k in range(N_SHAPE):
         if k < len(designed):
             field = designed[k]
@@ -193,6 +199,8 @@ def shape_directions(mesh: HeadMesh, rng: np.random.Generator) -> np.ndarray:
                 field += (_bump(p, centre, (sigma,) * 3)[:, None]
                           * (n * rng.normal() + 0.3 * rng.normal(size=3)))
             field += 0.3 * _random_field(rng, p, 0.15)
+            # the eyelids keep their shape around the (rigid) eyeballs
+            field *= eye_calm[:, None]
             field *= 0.004 * (1 + k - len(designed)) ** -0.75
         dirs[:HEAD_VERTICES, :, k] = field
         _move_eyeballs_with_sockets(dirs[:, :, k], sockets)
@@ -207,7 +215,8 @@ def expression_directions(mesh: HeadMesh, rng: np.random.Generator,
     x, y, z = p[:, 0], p[:, 1], p[:, 2]
     ax, sx = np.abs(x), np.sign(x)
     front = _smoothstep(-0.01, 0.05, z)
-    jaw = jaw_weight(p, lip_sides(mesh))
+    # expressions blend smoothly over the cheeks (skinning's jaw weight is tighter)
+    jaw = jaw_weight(p, lip_sides(mesh), softness=0.035)
     # jaw opening: rotation of the jaw region about the jaw hinge's x axis
     angle = 0.08
     rel = p - joints[2]
@@ -220,7 +229,10 @@ def expression_directions(mesh: HeadMesh, rng: np.random.Generator,
     lips = np.maximum(lips_upper, lips_lower)
     brows = _bump(np.c_[ax, y, z], (0.03, BROW_Y, 0.08), (0.02, 0.012, 0.04)) * front
     cheeks = _bump(np.c_[ax, y, z], (0.045, MOUTH_Y + 0.028, 0.06), (0.018, 0.02, 0.04)) * front
-    lids = _bump(np.c_[ax, y, z], (EYE_X, EYE_Y - 0.008, 0.075), (0.012, 0.006, 0.03)) * front
+    lids = _bump(np.c_[ax, y, z], (EYE_X, EYE_Y - 0.0065, 0.075), (0.011, 0.003, 0.03)) * front
+    # the eye openings stay put (the eyeballs do not move with expressions), except in the
+    # squint, which lifts the lower lids
+    eye_calm = 1.0 - 0.9 * _bump(np.c_[ax, y, z], (EYE_X, EYE_Y, 0.075), (0.015, 0.009, 0.04))
     zero = np.zeros_like(x)
 
     def vec(a, b, c_):
@@ -239,7 +251,7 @@ def expression_directions(mesh: HeadMesh, rng: np.random.Generator,
         smile * left[:, None],                                                    # half smile
         smile * (1 - left)[:, None],
         0.004 * cheeks[:, None] * n,                                              # cheek puff
-        lids[:, None] * vec(0, 0.002, 0.0005),                                    # squint
+        lids[:, None] * vec(0, 0.0012, 0.0004),                                   # squint
         corners[:, None] * vec(0.0, -0.004, 0.0),                                 # sad
         (lips + 0.5 * jaw)[:, None] * vec(0.004, 0, 0),                           # mouth sideways
     ]
@@ -259,6 +271,8 @@ def expression_directions(mesh: HeadMesh, rng: np.random.Generator,
                           * rng.normal(size=3))
             field += 0.5 * _random_field(rng, p, 0.08)
             field *= mouth_region[:, None] * 0.003 * (1 + k - len(designed)) ** -0.8
+        if k != SQUINT:
+            field = field * eye_calm[:, None]
         dirs[:HEAD_VERTICES, :, k] = field
     return dirs
 

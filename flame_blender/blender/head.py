@@ -308,29 +308,6 @@ def _read_state(obj, key, cache: _HeadCache, depsgraph=None) -> tuple[np.ndarray
     return coefficients, pose
 
 
-def _flush_to_original(obj, key, cache: _HeadCache, coefficients: np.ndarray, pose: np.ndarray) -> None:
-    """Copy evaluated (animated) values into the original datablocks where they differ.
-
-    Writing the pose key makes Blender copy the key (and object) from the originals again
-    before it re-evaluates. The viewport's depsgraph writes animated values back to the
-    originals itself; a render's depsgraph does not, and without this the rendered frame would
-    mix the pose key of the animated values with the originals' stale coefficients.
-    """
-    originals = np.empty(len(key.key_blocks), dtype=np.float32)
-    key.key_blocks.foreach_get("value", originals)
-    if not np.array_equal(originals[cache.coefficient_index], coefficients):
-        originals[cache.coefficient_index] = coefficients
-        key.key_blocks.foreach_set("value", originals)
-    flame = obj.flame
-    current = np.array(
-        [*flame.global_pose, *flame.neck_pose, *flame.jaw_pose, *flame.eye_pose, *flame.transl]
-    )
-    if not np.array_equal(current, pose):
-        with suspended_updates():
-            for name, start, stop in _POSE_SLICES:
-                setattr(flame, name, pose[start:stop].tolist())
-
-
 _POSE_SLICES = (
     ("global_pose", 0, 3), ("neck_pose", 3, 6), ("jaw_pose", 6, 9), ("eye_pose", 9, 15), ("transl", 15, 18),
 )
@@ -360,8 +337,6 @@ def update_head(obj: bpy.types.Object, depsgraph=None, force: bool = True) -> bo
     if not force and not coefficients_changed and pose_key_ok and np.array_equal(pose, cache.pose):
         return False
 
-    if depsgraph is not None:
-        _flush_to_original(obj, key, cache, coefficients, pose)
     _write_pose_key(obj, key, cache, coefficients, pose, coefficients_changed)
     return True
 

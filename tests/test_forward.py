@@ -329,3 +329,16 @@ def test_cuda_equals_cpu(model: dict, flame64: FLAME) -> None:
     out = cuda(**{k: torch.tensor(v, device="cuda") for k, v in batch.items()})
     assert out.device.type == "cuda"
     assert np.abs(out.cpu().numpy() - flame64(**as_torch(batch)).numpy()).max() <= 1e-10
+
+
+def test_numpy_float32_and_module_converted_after_construction(model: dict) -> None:
+    rng = np.random.default_rng(10)
+    p = random_parameters(rng)
+    expected, _ = reference_flame(model, p)
+    numpy32 = FlameNumpy(model, dtype=np.float32)(**p)
+    assert numpy32.dtype == np.float32
+    assert np.abs(numpy32.astype(np.float64) - expected).max() <= 2e-5
+    converted = FLAME(model).to(torch.float64)  # buffers were rounded to float32 when built
+    out = converted(**as_torch(p))
+    assert out.dtype == torch.float64
+    assert np.abs(out.numpy() - expected).max() <= 2e-6

@@ -34,6 +34,10 @@ MASK_SIZES = {
 }
 LIPS_DUPLICATES = 4
 
+# Head yaw (degrees, positive turns the face toward +x) of each row of the dynamic contour
+# table, in the order FLAME_PyTorch / smplx index it: round(-yaw) = 0..39, then -1..-39.
+CONTOUR_YAW_DEGREES = np.array([-float(i) for i in range(40)] + [float(i) for i in range(1, 40)])
+
 
 def _nearest(points: np.ndarray, centre, scale, count: int) -> np.ndarray:
     d = (((points - np.asarray(centre)) / np.asarray(scale)) ** 2).sum(axis=1)
@@ -124,14 +128,14 @@ def _extra_mediapipe_xy() -> np.ndarray:
     return np.concatenate([oval, *rings, cheeks])
 
 
-def project_to_mesh(mesh: HeadMesh, xy: np.ndarray, yaw: float = 0.0):
-    """Face index and barycentric coordinates where rays along -z' hit the head first.
+def project_to_mesh(mesh: HeadMesh, xy: np.ndarray, head_yaw: float = 0.0):
+    """Face index and barycentric coordinates where rays along -z hit the head first.
 
-    The view is turned by ``yaw`` radians about y (positive: the camera moves toward +x).
-    Only head triangles are hit. Returns int64 (L,) and float64 (L, 3), coordinates > 0.
+    The head is first turned by ``head_yaw`` radians about y (positive turns the face toward
+    +x). Only head triangles are hit. Returns int64 (L,) and float64 (L, 3), coordinates > 0.
     """
-    c, s = np.cos(yaw), np.sin(yaw)
-    rotation = np.array([[c, 0, -s], [0, 1, 0], [s, 0, c]])
+    c, s = np.cos(head_yaw), np.sin(head_yaw)
+    rotation = np.array([[c, 0, s], [0, 1, 0], [-s, 0, c]])
     v = mesh.vertices @ rotation.T
     head_faces = np.nonzero(mesh.faces.max(axis=1) < HEAD_VERTICES)[0]
     tri = v[mesh.faces[head_faces]]
@@ -166,12 +170,12 @@ def landmark_embeddings(mesh: HeadMesh) -> dict[str, tuple[np.ndarray, np.ndarra
     mediapipe_ids = np.sort(np.random.default_rng(468).choice(468, 105, replace=False))
     dyn_faces = np.empty((79, 17), dtype=np.int64)
     dyn_bary = np.empty((79, 17, 3))
-    for k, yaw_degrees in enumerate(range(-39, 40)):
+    for k, yaw_degrees in enumerate(CONTOUR_YAW_DEGREES):
         yaw = np.radians(yaw_degrees)
-        # the contour seen from a turned head: the jaw's silhouette shifts sideways
+        # the contour seen on a turned head: it follows the face toward the turned side
         xy = ibug[:17].copy()
         xy[:, 0] = xy[:, 0] * (1 - 0.1 * np.abs(np.sin(yaw))) + 0.03 * np.sin(yaw)
-        dyn_faces[k], dyn_bary[k] = project_to_mesh(mesh, xy, yaw=yaw)
+        dyn_faces[k], dyn_bary[k] = project_to_mesh(mesh, xy, head_yaw=yaw)
     return {
         "static_68": (f68, b68),
         "static_51": (f68[17:], b68[17:]),

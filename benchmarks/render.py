@@ -86,6 +86,7 @@ def main() -> int:
             "Notes: no GPU on this machine, so Cycles ran on the CPU; on a GPU Cycles' share "
             "shrinks and the outside share grows (it does not depend on the device)."
         )
+    flame_blender.unregister()
     return 0 if verdict == "PASS" else 1
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -66,14 +67,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def import_package():
-    """The flame_blender package: an enabled installed extension, else this repository's copy."""
+    """The flame_blender package and whether we registered it: an enabled installed extension
+    (already registered), else this repository's copy (registered here)."""
     try:
         import addon_utils  # only inside Blender / bpy
 
         for module in addon_utils.modules():
             name = module.__name__
             if name.endswith(".flame_blender") and addon_utils.check(name)[1]:
-                return module
+                return module, False
     except ImportError:
         pass
     if str(REPO_ROOT) not in sys.path:
@@ -81,7 +83,7 @@ def import_package():
     import flame_blender
 
     flame_blender.register()
-    return flame_blender
+    return flame_blender, True
 
 
 def main(argv: list[str]) -> int:
@@ -119,7 +121,17 @@ def main(argv: list[str]) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
 
-    package = import_package()
+    package, registered = import_package()
+    try:
+        return render(package, args, shard, shards, ranges)
+    finally:
+        if registered:
+            # Leave nothing registered at exit: the bpy 4.2 module crashes at interpreter
+            # shutdown while an add-on's preferences class is still registered.
+            package.unregister()
+
+
+def render(package, args: argparse.Namespace, shard: int, shards: int, ranges) -> int:
     batch = importlib.import_module(f"{package.__name__}.blender.render.batch")
     settings = batch.BatchSettings(
         out=args.out,
@@ -157,9 +169,22 @@ def main(argv: list[str]) -> int:
     return summary.exit_status
 
 
-if __name__ == "__main__":
-    status = main(sys.argv)
-    # Inside Blender, a SystemExit from --python is reported but does not set the process
-    # status unless --python-exit-code is given: exit explicitly so both ways agree.
+def exit_now(status: int) -> None:
+    """Exit with ``status``, working around a crash of the bpy 4.x module at shutdown.
+
+    The bpy module of Blender 4.2 segfaults while Python shuts down once any
+    ``bpy.app.timers`` timer was ever registered (enabling the extension registers one), which
+    would turn every exit status into -11. Under that module, after flushing, skip the
+    shutdown; every output file is already complete (atomic writes). Blender itself and the
+    5.x module exit normally.
+    """
     sys.stdout.flush()
+    sys.stderr.flush()
+    bpy = sys.modules.get("bpy")
+    if bpy is not None and not bpy.app.binary_path and bpy.app.version < (5, 0, 0):
+        os._exit(status)
     sys.exit(status)
+
+
+if __name__ == "__main__":
+    exit_now(main(sys.argv))

@@ -173,7 +173,7 @@ def _features(p: np.ndarray, eye_openings: bool = True) -> np.ndarray:
     # ears: a disc standing off each side with a hollow in the middle
     side = _smoothstep(0.045, 0.068, ax)
     ellipse = np.hypot((y - EAR_Y) / 0.03, (z - EAR_Z) / 0.017)
-    ear = 0.013 * _smoothstep(1.0, 0.6, ellipse) - 0.006 * _smoothstep(0.55, 0.15, ellipse)
+    ear = 0.013 * _smoothstep(1.05, 0.5, ellipse) - 0.006 * _smoothstep(0.6, 0.1, ellipse)
     out += side * ear
     return out
 

@@ -165,7 +165,7 @@ def shape_directions(mesh: HeadMesh, rng: np.random.Generator) -> np.ndarray:
     n = vertex_normals(mesh.vertices, mesh.faces)[:HEAD_VERTICES]
     x, y, z = p[:, 0], p[:, 1], p[:, 2]
     front = _smoothstep(0.0, 0.05, z)
-    jaw = jaw_weight(p, lip_sides(mesh))
+    jaw = jaw_weight(p, lip_sides(mesh), softness=0.035)
     ax = np.abs(x)
     designed = [
         0.045 * (p - np.array([0.0, -0.02, 0.0])),                       # overall size

@@ -228,7 +228,8 @@ def test_params_file_drives_the_heads_and_a_failing_sample_does_not_stop_the_run
 
 
 @pytest.mark.parametrize(
-    "case", ["unknown device", "malformed params", "unwritable output", "changed settings"]
+    "case",
+    ["unknown device", "malformed params", "unwritable output", "changed settings", "bad ranges"],
 )
 def test_bad_input_is_refused_and_nothing_is_overwritten(case, full_run, flame_dir, tmp_path):
     source, _ = full_run
@@ -249,6 +250,9 @@ def test_bad_input_is_refused_and_nothing_is_overwritten(case, full_run, flame_d
         blocker.write_text("not a folder")
         command = batch_command(flame_dir, blocker / "out", "--num", "1")
         expected = "cannot write"
+    elif case == "bad ranges":
+        command = batch_command(flame_dir, out, "--num", str(COUNT), "--ranges", '{"zoom": [1, 2]}')
+        expected = "unknown ranges"
     else:
         command = batch_command(flame_dir, out, "--num", str(COUNT), "--seed", "4")
         expected = "different settings"

@@ -41,6 +41,7 @@ _EXPORTS = {
     # synthetic FLAME files for tests and the demo
     "write_synthetic_flame": "synthetic",
     "builtin_flame_dir": "synthetic",
+    "synthetic_flame_model": "synthetic",
     # the forward pass
     "FLAME": "flame_torch",
     "FlameOutput": "flame_torch",

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from .errors import FlameFileError
+from .landmarks import CONTOUR_BIN_COUNT, YAW_BIN_DEGREES
 from .numpy_files import load_npy, load_npz
 from .safe_pickle import load_pickle, to_array
 
@@ -31,7 +32,7 @@ MEDIAPIPE_FILE_NAME = "mediapipe_landmark_embedding.npz"
 STATIC_FILE_NAMES = {51: "flame_static_embedding.pkl", 68: "flame_static_embedding_68.pkl"}
 DYNAMIC_FILE_NAME = "flame_dynamic_embedding.npy"
 DECA_FILE_NAME = "landmark_embedding.npy"
-N_YAW_BINS = 79
+N_YAW_BINS = CONTOUR_BIN_COUNT
 N_CONTOUR_POINTS = 17
 
 
@@ -44,7 +45,7 @@ class LandmarkEmbedding:
         face_indices: int64 (L,) triangle indices, or (79, 17) for the dynamic contour.
         barycentric: float64 (L, 3), or (79, 17, 3) for the dynamic contour.
         mediapipe_ids: int64 (L,) MediaPipe face-mesh ids (mediapipe only).
-        yaw_bins_degrees: float64 (79,) head yaw of each contour row, -39..39 (dynamic only).
+        yaw_bins_degrees: float64 (79,) head yaw of each contour row in table order (dynamic only).
         source: the file it was read from.
     """
 
@@ -204,15 +205,15 @@ def load_static_landmark_embedding(path: str | Path, count: int | None = 51) -> 
     )
 
 
-def yaw_bins_degrees(n_bins: int = N_YAW_BINS) -> np.ndarray:
-    """Head yaw of each dynamic-contour row, float64 (79,) = -39..39 degrees."""
-    half = (n_bins - 1) // 2
-    return np.arange(-half, half + 1, dtype=np.float64)
+def yaw_bins_degrees() -> np.ndarray:
+    """Head yaw of each dynamic-contour row, float64 (79,): 0, -1, ..., -39, then 1, ..., 39
+    degrees, the table order FLAME_PyTorch's look-up uses (see ``landmarks.YAW_BIN_DEGREES``)."""
+    return YAW_BIN_DEGREES.copy()
 
 
 def load_dynamic_landmark_embedding(path: str | Path) -> LandmarkEmbedding:
     """``flame_dynamic_embedding.npy``: the 17 jaw-contour landmarks for each of 79 head-yaw
-    bins (-39..39 degrees), ``face_indices`` (79, 17), ``barycentric`` (79, 17, 3)."""
+    bins (see :func:`yaw_bins_degrees`), ``face_indices`` (79, 17), ``barycentric`` (79, 17, 3)."""
     path = _resolve(path, DYNAMIC_FILE_NAME)
     keys = ("lmk_face_idx", "lmk_b_coords")
     value = _require(path, load_npy(path), keys)

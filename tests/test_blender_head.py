@@ -36,7 +36,12 @@ def test_import_builds_the_head(small_head, flame_dir):
     smooth = np.empty(9976, dtype=bool)
     mesh.polygons.foreach_get("use_smooth", smooth)
     assert smooth.all()
-    assert "UVMap" in mesh.uv_layers
+    from flame_blender.core import load_template_mesh
+
+    template = load_template_mesh(flame_dir / "head_template_mesh.obj")
+    uvs = np.empty(9976 * 3 * 2, dtype=np.float32)
+    mesh.uv_layers["UVMap"].data.foreach_get("uv", uvs)
+    np.testing.assert_allclose(uvs.reshape(-1, 2), template.uvs[template.uv_faces.reshape(-1)], atol=1e-7)
     masks = load_flame_masks(flame_dir / "FLAME_masks.pkl")
     assert [group.name for group in obj.vertex_groups] == list(masks)
     lips = obj.vertex_groups["lips"].index
@@ -60,6 +65,21 @@ def test_import_builds_the_head(small_head, flame_dir):
     )
     assert (obj.flame.is_head, obj.flame.n_shape, obj.flame.n_expression) == (True, 10, 5)
     assert len(obj.flame.eye_pose) == 6 and len(obj.flame.transl) == 3
+
+
+def test_uvs_come_from_the_texture_file_without_the_template(blender_scene, flame_dir, tmp_path):
+    import shutil
+
+    from flame_blender.core import load_texture_model
+
+    folder = tmp_path / "flame"
+    shutil.copytree(flame_dir, folder)
+    (folder / "head_template_mesh.obj").unlink()
+    obj = import_head(blender_scene, folder, 2, 2)
+    texture = load_texture_model(folder / "FLAME_texture.npz")
+    got = np.empty(9976 * 3 * 2, dtype=np.float32)
+    obj.data.uv_layers["UVMap"].data.foreach_get("uv", got)
+    np.testing.assert_allclose(got.reshape(-1, 2), texture.uvs[texture.uv_faces.reshape(-1)], atol=1e-7)
 
 
 def test_import_defaults_to_every_component(blender_scene, flame_dir):

@@ -119,7 +119,35 @@ def _optional_extras(folder: Path, faces: np.ndarray) -> tuple[dict[str, np.ndar
         template = core.load_template_mesh(template_file)
         if template.uv_faces.shape == faces.shape and np.array_equal(template.faces, faces):
             corner_uvs = np.asarray(template.uvs, dtype=np.float32)[template.uv_faces.reshape(-1)]
+    if corner_uvs is None:
+        corner_uvs = _texture_file_uvs(folder, faces.shape[0])
     return masks, corner_uvs
+
+
+def _texture_file_uvs(folder: Path, n_faces: int) -> np.ndarray | None:
+    """Per-corner UVs from ``vt``/``ft`` of a texture model beside the model, without loading
+    its (large) image basis: only these two members of the archive are read."""
+    for name in ("FLAME_texture.npz", "albedoModel2020_FLAME_albedoPart.npz"):
+        path = folder / name
+        if not path.is_file():
+            continue
+        try:
+            with np.load(path, allow_pickle=False) as archive:
+                if "vt" not in archive.files or "ft" not in archive.files:
+                    continue
+                uvs, uv_faces = np.asarray(archive["vt"]), np.asarray(archive["ft"])
+        except (OSError, ValueError) as error:
+            raise FlameFileError(path, f"cannot read the UVs 'vt'/'ft' ({error})") from None
+        if (
+            uvs.ndim != 2 or uvs.shape[1] != 2 or uv_faces.shape != (n_faces, 3)
+            or uv_faces.dtype.kind not in "iu" or uv_faces.max() >= uvs.shape[0]
+        ):
+            raise FlameFileError(
+                path, f"UVs 'vt' {uvs.shape} / 'ft' {uv_faces.shape} do not fit the model's "
+                f"{n_faces} triangles; expected (T, 2) and ({n_faces}, 3) with indices below T"
+            )
+        return np.asarray(uvs, dtype=np.float32)[uv_faces.astype(np.int64).reshape(-1)]
+    return None
 
 
 def _target_collection(context_or_scene: Any):

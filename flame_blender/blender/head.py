@@ -399,12 +399,12 @@ def _fcurves(id_data) -> list | None:
     if len(animation.nla_tracks) or len(animation.drivers):
         return None
     action = animation.action
-    if hasattr(action, "fcurves"):  # Blender < 4.4 (and legacy actions up to 4.5)
-        return list(action.fcurves)
-    from bpy_extras import anim_utils  # Blender 4.4+: layered actions with slots
+    if hasattr(animation, "action_slot"):  # Blender 4.4+: layered actions, one slot per user
+        from bpy_extras import anim_utils
 
-    bag = anim_utils.action_get_channelbag_for_slot(action, animation.action_slot)
-    return list(bag.fcurves) if bag is not None else []
+        bag = anim_utils.action_get_channelbag_for_slot(action, animation.action_slot)
+        return list(bag.fcurves) if bag is not None else []
+    return list(action.fcurves)  # Blender 4.2, 4.3
 
 
 def predict_frame(obj: bpy.types.Object, frame: float) -> bool:

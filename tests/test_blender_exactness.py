@@ -198,6 +198,28 @@ def _alpha(path) -> np.ndarray:
     return pixels.reshape(height, width, 4)[..., 3]
 
 
+def test_drivers_and_nla_are_followed_too(small_head, flame_reference, evaluated_vertices):
+    """Values the F-curves alone cannot predict (a driver, an NLA strip) are corrected after
+    Blender evaluates the frame."""
+    obj = small_head
+    driver = obj.data.shape_keys.key_blocks["expr_001"].driver_add("value").driver
+    driver.expression = "frame / 4 - 2"
+    obj.flame.jaw_pose = (0.0, 0.0, 0.0)
+    obj.keyframe_insert("flame.jaw_pose", frame=1)
+    obj.flame.jaw_pose = (0.5, 0.0, 0.0)
+    obj.keyframe_insert("flame.jaw_pose", frame=9)
+    track = obj.animation_data.nla_tracks.new()
+    track.strips.new("jaw", 1, obj.animation_data.action)
+    obj.animation_data.action = None  # the jaw now comes from the NLA strip
+    seen = set()
+    for frame in (2, 5, 8, 3):
+        bpy.context.scene.frame_set(frame)
+        params = evaluated_parameters(obj, bpy.context.evaluated_depsgraph_get())
+        seen.add((round(params.expression[1], 5), round(params.jaw_pose[0], 5)))
+        assert error_now(obj, flame_reference, evaluated_vertices) < TOLERANCE, frame
+    assert len(seen) == 4
+
+
 def test_rendered_frames_show_the_exact_head(small_head, flame_reference, tmp_path):
     """What Cycles rendered in render(animation=True) has the silhouette of FLAME's forward pass
     for that frame: each frame is compared with a still render of a plain mesh holding the

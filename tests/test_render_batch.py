@@ -146,9 +146,17 @@ def test_ground_truth_is_consistent(full_run):
 
 def test_shards_give_the_same_samples(full_run, flame_dir, tmp_path):
     out, _ = full_run
-    for shard in ("0/2", "1/2"):
-        result = run_batch(flame_dir, tmp_path, "--num", str(COUNT), "--seed", "3", "--shard", shard)
-        assert result.returncode == 0, result.stderr
+    # both shards at once into one folder, as array tasks of a cluster job do
+    processes = [
+        subprocess.Popen(
+            batch_command(flame_dir, tmp_path, "--num", str(COUNT), "--seed", "3", "--shard", shard),
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )
+        for shard in ("0/2", "1/2")
+    ]
+    for process in processes:
+        _, stderr = process.communicate(timeout=300)
+        assert process.returncode == 0, stderr
     assert sorted(p.name for p in tmp_path.glob("index*")) == [
         "index.shard-0-of-2.jsonl", "index.shard-1-of-2.jsonl"
     ]

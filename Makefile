@@ -18,7 +18,10 @@ lint: $(STAMP)
 test: lint
 	$(PY) -m pytest -q
 
+# A fresh folder each time: a rerun into an existing one resumes only if every setting (the
+# synthetic model's version included) is unchanged, and refuses otherwise.
 demo: $(STAMP)
+	rm -rf demo_output
 	$(PY) scripts/render_batch.py --out demo_output --num 8 --resolution 256 256 --samples 16 --contact-sheet demo_output/contact_sheet.png
 
 bench: $(STAMP)

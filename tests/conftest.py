@@ -99,6 +99,8 @@ def evaluated_vertices():
 def flame_reference(flame_dir):
     """``flame_reference(params) -> (5023, 3)``: the float64 NumPy FLAME forward pass of the
     synthetic model for a ``FlameParameters`` (its counts pick the components)."""
+    import numpy as np
+
     from flame_blender.core import FlameNumpy
 
     models: dict = {}
@@ -108,7 +110,5 @@ def flame_reference(flame_dir):
         if counts not in models:
             models[counts] = FlameNumpy(flame_dir, n_shape=counts[0], n_expression=counts[1])
         return np.asarray(models[counts].forward(**params.forward_kwargs()), dtype=np.float64)
-
-    import numpy as np
 
     return forward

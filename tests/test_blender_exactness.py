@@ -70,6 +70,10 @@ def test_shape_key_values_edited_directly(small_head, flame_reference, evaluated
         bpy.context.view_layer.update()
         assert error_now(obj, flame_reference, evaluated_vertices) < TOLERANCE, name
     assert get_parameters(obj).shape[9] == pytest.approx(-9.5)
+    blocks["flame_pose"].value = 0.5  # clamped to its tiny slider range, then put back to 1
+    bpy.context.view_layer.update()
+    assert blocks["flame_pose"].value == 1.0
+    assert error_now(obj, flame_reference, evaluated_vertices) < TOLERANCE
 
 
 def test_undo_and_redo(small_head, flame_reference, evaluated_vertices):

@@ -34,8 +34,10 @@ def _ensure_addon_enabled():
     """Enable the repository's ``flame_blender`` as an add-on (preferences included)."""
     import sys
 
-    import addon_utils
     import bpy
+
+    # Blender's bundled modules (addon_utils) are importable only once bpy is.
+    addon_utils = __import__("addon_utils")
 
     if str(REPO_ROOT) not in sys.path:
         sys.path.insert(0, str(REPO_ROOT))

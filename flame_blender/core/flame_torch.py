@@ -387,6 +387,8 @@ class FLAME(torch.nn.Module):
         tracked = torch.is_grad_enabled() and any(
             t is not None and t.requires_grad for t in (planar, per_joint, transl)
         )
+        if not tracked and batch <= SMALL_BATCH and planar.device.type == "cpu":
+            return self._finish_numpy(planar, per_joint, joints, transl)
         # without autograd, each chunk's last addition writes straight into the (B, V, 3) result
         out = None if tracked else torch.empty(batch, n_vertices, 3, dtype=planar.dtype, device=planar.device)
         parts = []
@@ -420,6 +422,44 @@ class FLAME(torch.nn.Module):
         elif per_joint is None:
             joints = joints.clone()
         return vertices, joints
+
+
+    def _finish_numpy(
+        self,
+        planar: torch.Tensor,
+        per_joint: torch.Tensor | None,
+        joints: torch.Tensor,
+        transl: torch.Tensor | None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`_finish` for a few heads without autograd, in numpy.
+
+        The per-vertex steps are a handful of 15k-60k element operations: torch would spread
+        each over its thread pool (and spin there), numpy does them in one thread with less
+        overhead per call. Same arithmetic, same order.
+        """
+        batch, n_vertices, n_joints = planar.shape[0], self.n_vertices, self.n_joints
+        v = planar.numpy().reshape(batch, 3, n_vertices)
+        out = np.empty((batch, n_vertices, 3), dtype=v.dtype)
+        target = out.transpose(0, 2, 1)  # planar view of the interleaved result
+        if per_joint is None:
+            change = None
+        else:
+            rows = per_joint.numpy().reshape(batch, 12, n_joints)
+            blended = np.matmul(rows, self.weights_transposed.numpy()).reshape(batch, 3, 4, n_vertices)
+            change = (blended[:, :, :3] * v[:, None]).sum(axis=2)
+            change += blended[:, :, 3]
+        if transl is not None:
+            shift = transl.numpy()[:, :, None]
+            change = shift if change is None else change + shift
+        if change is None:
+            target[...] = v
+        else:
+            np.add(v, change, out=target)
+        if transl is not None:
+            joints = joints + transl.unsqueeze(1)
+        elif per_joint is None:
+            joints = joints.clone()
+        return torch.from_numpy(out), joints
 
 
 def _merge_adjacent(pieces: list[tuple[torch.Tensor, slice]]) -> list[tuple[torch.Tensor, slice]]:
@@ -513,9 +553,14 @@ def _pose_vectors(values: Mapping[str, torch.Tensor], batch: int) -> torch.Tenso
 def _check_finite(values: Mapping[str, torch.Tensor]) -> None:
     if not values:
         return
-    flat = [v.detach().reshape(-1) for v in values.values()]
-    if bool(torch.isfinite(torch.cat(flat) if len(flat) > 1 else flat[0]).all()):
-        return
+    if all(v.device.type == "cpu" for v in values.values()):
+        # a few dozen numbers: numpy checks them without torch's per-operation overhead
+        if np.isfinite(np.concatenate([v.detach().numpy().reshape(-1) for v in values.values()])).all():
+            return
+    else:
+        flat = [v.detach().reshape(-1) for v in values.values()]
+        if bool(torch.isfinite(torch.cat(flat) if len(flat) > 1 else flat[0]).all()):
+            return
     for name, value in values.items():
         if not bool(torch.isfinite(value.detach()).all()):
             raise FlameParameterError(f"{name} holds NaN or inf values")

@@ -336,10 +336,11 @@ class FLAME(torch.nn.Module):
             # numpy's BLAS (OpenBLAS) streams it up to 2.7x faster than torch's MKL does on AMD
             # CPUs (MKL neither vectorises this shape fully there nor splits it across threads).
             directions = self.directions.numpy()
-            out = base.numpy().copy()
+            out = None
             for coefficients, rows in pieces:
-                out += coefficients.numpy() @ directions[rows]
-            return torch.from_numpy(out)
+                product = coefficients.detach().numpy() @ directions[rows]
+                out = product if out is None else np.add(out, product, out=out)
+            return torch.from_numpy(base.numpy().copy() if out is None else np.add(out, base.numpy(), out=out))
         for coefficients, rows in pieces:
             base = torch.addmm(base, coefficients, self.directions[rows])
         return base

@@ -1,13 +1,12 @@
 """Forward-pass speed: this project's FLAME (torch, numpy) against smplx's FLAME, same run, same model.
 
-    .venv/bin/python benchmarks/forward.py [--threads N] [--quick]
+    .venv/bin/python benchmarks/forward.py [--threads N] [--quick]     # N: default all cores
 
 Model: the synthetic 300 + 100 component FLAME (``synthetic_flame_model(0)``); smplx gets a
 plain-numpy copy of it (``FLAME_NEUTRAL.pkl`` + ``flame_static_embedding.pkl`` in a temporary
 folder). Every input is random (all 400 coefficients, all poses, translation), fixed per batch
 size. Torch modules run under ``torch.inference_mode()`` with ``torch.set_num_threads(N)`` and
-numpy's BLAS gets the same N threads (default 1: on a small shared machine a second thread
-mostly waits). Implementations are
+numpy's BLAS gets the same N threads (default: every core; ``--threads 1`` shows one core). Implementations are
 measured in alternating rounds (so load changes hit all of them alike) after warm-up; the table
 shows medians. The second table is the Blender slider path: one head, ``shaped()`` after one
 coefficient changed, after all changed, and ``posed()``.
@@ -33,7 +32,7 @@ def _requested_threads(argv: list[str]) -> int:
             return int(argv[i + 1])
         if arg.startswith("--threads="):
             return int(arg.split("=", 1)[1])
-    return 1
+    return os.cpu_count() or 1
 
 
 # numpy's BLAS reads its thread count when it loads: give it the same budget as torch.
@@ -109,7 +108,9 @@ def measure(
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--threads", type=int, default=1, help="torch.set_num_threads (default 1)")
+    parser.add_argument(
+        "--threads", type=int, default=os.cpu_count() or 1, help="threads for torch and numpy's BLAS (default: all cores)"
+    )
     parser.add_argument("--quick", action="store_true", help="fewer repeats (a smoke run)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)

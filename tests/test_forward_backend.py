@@ -117,6 +117,17 @@ def test_fewer_components_and_bad_values(model: dict) -> None:
         create_backend(model, "gpu")
 
 
+@pytest.mark.parametrize("kind", KINDS)
+def test_no_components_still_poses_exactly(model: dict, reference: FLAME, kind: str) -> None:
+    # A head imported without shape keys (pose only) uses a backend with no blend directions.
+    backend = create_backend(model, kind, n_shape=0, n_expression=0)
+    pose = np.random.default_rng(5).uniform(-0.5, 0.5, 18)
+    vertices, joints = backend.posed(backend.shaped(None, None), *split(pose))
+    want_vertices, want_joints = expected(reference, np.zeros(0), np.zeros(0), pose)
+    assert np.abs(vertices - want_vertices).max() < 2e-5
+    assert np.abs(joints - want_joints).max() < 2e-5
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error where CUDA is absent")
 def test_cuda_kind_without_cuda_is_a_clear_error(model: dict) -> None:
     with pytest.raises(RuntimeError, match="no CUDA"):

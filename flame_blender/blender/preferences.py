@@ -9,7 +9,7 @@ from .registration import addon_package, register_classes, unregister_classes
 from .render.device import DEVICE_ITEMS
 
 BACKEND_ITEMS = [
-    ("AUTO", "Auto", "PyTorch CUDA if available, else PyTorch CPU, else NumPy"),
+    ("AUTO", "Auto", "PyTorch on the CPU when PyTorch is installed, else NumPy (for one head the CPU beats a GPU)"),
     ("TORCH_CPU", "Torch CPU", "PyTorch on the CPU"),
     ("TORCH_CUDA", "Torch CUDA", "PyTorch on an NVIDIA GPU"),
     ("NUMPY", "NumPy", "NumPy only: works in a stock Blender without PyTorch"),

@@ -164,10 +164,10 @@ def prepare_flame_arrays(
     )
     columns = np.r_[0:n_shape, file_n_shape : file_n_shape + n_expression]
     # (V, 3, K) -> (K, 3, V) -> (K, 3V): planar rows
-    blend = np.ascontiguousarray(shapedirs[:, :, columns].transpose(2, 1, 0)).reshape(len(columns), -1)
+    blend = np.ascontiguousarray(shapedirs[:, :, columns].transpose(2, 1, 0)).reshape(len(columns), 3 * n_vertices)
     pose = np.ascontiguousarray(posedirs.transpose(2, 1, 0)).reshape(posedirs.shape[2], -1)
     joint_template = (regressor @ v_template).reshape(-1)
-    joint_directions = np.einsum("jv,vck->kjc", regressor, shapedirs[:, :, columns]).reshape(len(columns), -1)
+    joint_directions = np.einsum("jv,vck->kjc", regressor, shapedirs[:, :, columns]).reshape(len(columns), 3 * n_joints)
     return FlameArrays(
         v_template=v_template,
         v_template_planar=np.ascontiguousarray(v_template.T).reshape(-1),

@@ -50,6 +50,9 @@ _EXPORTS = {
     # cameras
     "camera2pixel": "camera",
     "pixel2camera": "camera",
+    "intrinsic_matrix": "camera",
+    "intrinsics_from_blender": "camera",
+    "world_to_camera_from_blender": "camera",
     # parameter sets
     "FlameParameters": "parameters",
     "load_parameters": "parameters",

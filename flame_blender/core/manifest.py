@@ -17,6 +17,7 @@ from typing import Any
 
 from .atomic import atomic_write_text
 from .errors import FlameFileError
+from .json_lines import read_json_lines
 
 MANIFEST_NAME = "index.jsonl"
 _SHARD_PATTERN = re.compile(r"^index\.shard-(\d+)-of-(\d+)\.jsonl$")
@@ -39,18 +40,8 @@ def write_manifest(path: str | Path, records: Iterable[dict[str, Any]]) -> Path:
 def read_manifest(path: str | Path) -> list[dict[str, Any]]:
     """The records of one manifest file."""
     path = Path(path)
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except OSError as error:
-        raise FlameFileError(path, f"cannot read manifest: {error.strerror or error}") from None
     records = []
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as error:
-            raise FlameFileError(path, f"line {number} is not valid JSON ({error})") from None
+    for number, record in read_json_lines(path, "manifest"):
         if not isinstance(record, dict) or "index" not in record or "status" not in record:
             raise FlameFileError(path, f"line {number}: expected an object with index and status")
         records.append(record)

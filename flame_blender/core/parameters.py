@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import os
 import zipfile
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from .errors import FlameFileError, FlameParameterError
+from .json_lines import read_json_lines
 
 #: Parameter name -> fixed length, for the pose-like parameters.
 POSE_SIZES: dict[str, int] = {
@@ -240,7 +241,7 @@ def load_parameter_sequence(path: str | Path) -> list[FlameParameters]:
     if suffix == ".jsonl":
         return [
             FlameParameters.from_dict(record, source=f"{path}, line {line}")
-            for line, record in _read_jsonl(path)
+            for line, record in read_json_lines(path, "parameters")
         ]
     if suffix == ".json":
         data = _read_json(path)
@@ -297,22 +298,6 @@ def _read_json(path: Path) -> Any:
         return json.loads(text)
     except json.JSONDecodeError as error:
         raise FlameFileError(path, f"not valid JSON ({error})") from None
-
-
-def _read_jsonl(path: Path) -> Sequence[tuple[int, Any]]:
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except OSError as error:
-        raise FlameFileError(path, f"cannot read parameters: {error.strerror or error}") from None
-    records = []
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            records.append((number, json.loads(line)))
-        except json.JSONDecodeError as error:
-            raise FlameFileError(path, f"line {number} is not valid JSON ({error})") from None
-    return records
 
 
 def _read_npz(path: Path) -> dict[str, np.ndarray]:

@@ -28,6 +28,7 @@ import numpy as np
 
 from .. import core
 from ..core.errors import FlameFileError, FlameParameterError
+from ..core.flame_numpy import SHAPE_SPACE_SIZE
 from . import runtime
 
 BASIS_KEY = "Basis"
@@ -37,7 +38,6 @@ EXPRESSION_PREFIX = "expr_"
 #: Shape-key slider range (Blender clamps values to it; its hard limit is ±10).
 COEFFICIENT_LIMIT = 10.0
 POSE_NAMES = ("global_pose", "neck_pose", "jaw_pose", "eye_pose", "transl")
-MAX_SHAPE = 300
 
 
 def shape_key_name(index: int) -> str:
@@ -87,8 +87,8 @@ def _resolve_counts(model: dict, n_shape: int | None, n_expression: int | None) 
     from .preferences import get_preferences
 
     total = int(model["shapedirs"].shape[2])
-    file_shape = min(total, MAX_SHAPE)
-    file_expression = max(total - MAX_SHAPE, 0)
+    file_shape = min(total, SHAPE_SPACE_SIZE)
+    file_expression = max(total - SHAPE_SPACE_SIZE, 0)
     prefs = get_preferences()
     if n_shape is None or n_shape < 0:
         n_shape = min(file_shape, prefs.default_n_shape) if prefs is not None else file_shape
@@ -97,7 +97,7 @@ def _resolve_counts(model: dict, n_shape: int | None, n_expression: int | None) 
             min(file_expression, prefs.default_n_expression) if prefs is not None else file_expression
         )
     if n_shape + n_expression == 0:
-        # (core.create_backend cannot build a backend without components yet)
+        # Nothing to slide: almost always a mistyped count, so say so rather than import.
         raise FlameParameterError("choose at least one identity or expression component")
     if n_shape > file_shape or n_expression > file_expression:
         raise FlameParameterError(
@@ -241,7 +241,7 @@ def _add_shape_keys(obj, model: dict, n_shape: int, n_expression: int) -> None:
     directions = model["shapedirs"]
     names = [shape_key_name(i) for i in range(n_shape)]
     names += [expression_key_name(i) for i in range(n_expression)]
-    columns = list(range(n_shape)) + [MAX_SHAPE + i for i in range(n_expression)]
+    columns = list(range(n_shape)) + [SHAPE_SPACE_SIZE + i for i in range(n_expression)]
     for key_name, column in zip(names, columns, strict=True):
         block = obj.shape_key_add(name=key_name, from_mix=False)
         block.slider_min = -COEFFICIENT_LIMIT

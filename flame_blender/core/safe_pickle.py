@@ -34,6 +34,19 @@ except ImportError:  # pragma: no cover - older numpy
     from numpy.core.multiarray import scalar as _numpy_scalar
 
 
+def _state_dict(state: Any, class_name: str) -> dict:
+    """A BUILD state as one dict: pickles write either a dict or a (dict state, slot state) pair."""
+    if isinstance(state, tuple) and len(state) == 2:
+        merged: dict = {}
+        for part in state:
+            if isinstance(part, dict):
+                merged.update(part)
+        state = merged
+    if not isinstance(state, dict):
+        raise pickle.UnpicklingError(f"{class_name} state is a {type(state).__name__}, expected a dict")
+    return state
+
+
 class ChumpyArray:
     """Stand-in for ``chumpy.ch.Ch``: keeps only the stored value ``x`` (an ndarray).
 
@@ -44,17 +57,7 @@ class ChumpyArray:
     x: Any = None
 
     def __setstate__(self, state: Any) -> None:
-        if isinstance(state, tuple) and len(state) == 2:  # (dict state, slot state)
-            merged: dict = {}
-            for part in state:
-                if isinstance(part, dict):
-                    merged.update(part)
-            state = merged
-        if not isinstance(state, dict):
-            raise pickle.UnpicklingError(
-                f"chumpy.ch.Ch state is a {type(state).__name__}, expected a dict"
-            )
-        self.x = state.get("x")
+        self.x = _state_dict(state, "chumpy.ch.Ch").get("x")
 
     @property
     def r(self) -> np.ndarray:
@@ -82,16 +85,7 @@ class SparseCscMatrix:
     data: Any = None
 
     def __setstate__(self, state: Any) -> None:
-        if isinstance(state, tuple) and len(state) == 2:
-            merged: dict = {}
-            for part in state:
-                if isinstance(part, dict):
-                    merged.update(part)
-            state = merged
-        if not isinstance(state, dict):
-            raise pickle.UnpicklingError(
-                f"csc_matrix state is a {type(state).__name__}, expected a dict"
-            )
+        state = _state_dict(state, "csc_matrix")
         shape = state.get("_shape", state.get("shape"))
         self.shape = tuple(int(n) for n in shape) if shape is not None else None
         self.indices = state.get("indices")

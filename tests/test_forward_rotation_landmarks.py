@@ -7,21 +7,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from test_forward import rodrigues_reference
 
 from flame_blender.core import landmarks as lm
 from flame_blender.core.flame_numpy import FlameNumpy
 from flame_blender.core.flame_torch import FLAME
 from flame_blender.core.rotation import axis_angle_to_matrix, matrix_to_axis_angle
 from flame_blender.core.rotation_torch import axis_angle_to_matrix as axis_angle_to_matrix_torch
-
-
-def rodrigues_reference(r: np.ndarray) -> np.ndarray:
-    theta = np.linalg.norm(r)
-    if theta == 0.0:
-        return np.eye(3)
-    k = r / theta
-    skew = np.array([[0, -k[2], k[1]], [k[2], 0, -k[0]], [-k[1], k[0], 0]])
-    return np.eye(3) + np.sin(theta) * skew + (1 - np.cos(theta)) * skew @ skew
 
 
 def test_rotations_match_rodrigues_up_to_pi_in_numpy_and_torch() -> None:

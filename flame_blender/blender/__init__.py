@@ -25,6 +25,7 @@ SUBMODULES: tuple[str, ...] = (
     "operators",
     "panel",
     "render",
+    "landmark_operators",
 )
 
 

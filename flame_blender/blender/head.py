@@ -29,7 +29,7 @@ import numpy as np
 from .. import core
 from ..core.errors import FlameFileError, FlameParameterError
 from ..core.flame_numpy import SHAPE_SPACE_SIZE
-from . import runtime
+from . import landmark_empties, runtime
 
 BASIS_KEY = "Basis"
 POSE_KEY = "flame_pose"
@@ -291,6 +291,7 @@ _caches: dict[int, _HeadCache] = {}
 def forget_caches() -> None:
     """Make the next update of every head recompute (after undo, file load, backend change)."""
     _caches.clear()
+    landmark_empties.forget()
 
 
 def _cache_for(obj, key) -> _HeadCache | None:
@@ -388,6 +389,7 @@ def _write_pose_key(obj, key, cache: _HeadCache, coefficients: np.ndarray, pose:
         block.value = 1.0
     key.update_tag()  # (points.foreach_set tags too, but that is not documented)
     cache.pose = pose
+    landmark_empties.follow(obj, vertices, pose)  # the head's landmark empties, if it has any
 
 
 def _fcurves(id_data) -> list | None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import bpy
 
-from . import head, runtime
+from . import head, landmark_empties, runtime
 from .registration import register_classes, unregister_classes
 
 
@@ -62,6 +62,14 @@ class FLAME_PT_head(bpy.types.Panel):
         row = layout.row(align=True)
         row.operator("flame.load_parameters", icon="FILEBROWSER")
         row.operator("flame.save_parameters", icon="FILE_TICK")
+        box = layout.box()
+        count = len(landmark_empties.landmark_empties(obj))
+        box.label(text=f"Landmark empties: {count}", icon="EMPTY_DATA")
+        row = box.row(align=True)
+        for name, (label, _) in landmark_empties.LANDMARK_SETS.items():
+            row.operator("flame.add_landmarks", text=label).landmark_set = name
+        if count:
+            box.operator("flame.remove_landmarks", icon="X")
 
 
 class FLAME_PT_pose(bpy.types.Panel):

@@ -154,6 +154,14 @@ def test_deleting_empties_or_the_head_raises_nothing(small_head, flame_dir, flam
     want = expected_world(obj, vertices, load_landmark_embeddings(flame_dir)["mediapipe"], load_flame(flame_dir)["f"])
     assert np.abs(empty_world_positions(obj, "mediapipe") - want[1:]).max() < TOLERANCE
 
+    unparented = bpy.data.objects[f"{obj.name} mediapipe 001"]
+    unparented.parent = None  # the user takes it off the head: it stays where it is
+    kept = unparented.location.copy()
+    obj.flame.jaw_pose = (0.1, 0.0, 0.0)
+    obj.flame.jaw_pose = (0.3, 0.0, 0.0)
+    assert unparented.location == kept
+    assert len(landmark_empties.landmark_empties(obj, "mediapipe")) == 103
+
     obj.keyframe_insert("flame.jaw_pose", frame=1)
     obj.flame.jaw_pose = (0.0, 0.0, 0.0)
     obj.keyframe_insert("flame.jaw_pose", frame=5)
@@ -196,3 +204,31 @@ def test_empties_keep_following_after_saving_and_reopening(small_head, flame_dir
     obj.flame.neck_pose = (0.2, -0.3, 0.1)
     bpy.context.view_layer.update()
     assert error_now(obj, flame_dir, flame_reference) < TOLERANCE
+
+
+def test_undo_of_adding_and_of_posing(small_head, flame_dir, flame_reference):
+    window = bpy.context.window_manager.windows[0]
+    name = small_head.name
+    with bpy.context.temp_override(window=window):
+        bpy.ops.ed.undo_push(message="imported")
+        bpy.context.view_layer.objects.active = bpy.data.objects[name]
+        bpy.ops.flame.add_landmarks(landmark_set="mediapipe")
+        bpy.ops.flame.add_landmarks(landmark_set="ibug68")
+        obj = bpy.data.objects[name]
+        obj.flame.jaw_pose = (0.3, 0.0, 0.0)
+        bpy.context.view_layer.update()
+        bpy.ops.ed.undo_push(message="posed")
+        obj.flame.neck_pose = (0.0, 0.5, 0.2)
+        bpy.context.view_layer.update()
+        bpy.ops.ed.undo_push(message="posed more")
+        bpy.ops.ed.undo()
+        obj = bpy.data.objects[name]  # undo replaces the datablocks
+        assert get_parameters(obj).neck_pose[1] == 0.0
+        assert error_now(obj, flame_dir, flame_reference) < TOLERANCE
+        obj.flame.eye_pose = (0.1, 0.2, 0.0, 0.1, 0.2, 0.0)
+        bpy.context.view_layer.update()
+        assert error_now(obj, flame_dir, flame_reference) < TOLERANCE
+        bpy.ops.ed.undo()  # back before the empties (operators called from Python push no undo step)
+        obj = bpy.data.objects[name]
+        assert landmark_empties.landmark_empties(obj) == []
+        assert not [o for o in bpy.data.objects if "flame_landmark_set" in o]

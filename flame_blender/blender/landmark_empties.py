@@ -194,7 +194,8 @@ def follow(obj: bpy.types.Object, vertices: np.ndarray, pose: np.ndarray | None 
         try:
             path = obj.flame.model_path
             for landmark_set, (empties, indices) in followers.sets.items():
-                _place(empties, indices, _evaluator(path, landmark_set).points(vertices, pose))
+                if not _place(obj, empties, indices, _evaluator(path, landmark_set).points(vertices, pose)):
+                    forget()  # an empty was re-parented: it no longer follows this head
             return
         except ReferenceError:  # an empty was deleted: find the others again
             forget()
@@ -203,12 +204,17 @@ def follow(obj: bpy.types.Object, vertices: np.ndarray, pose: np.ndarray | None 
             return
 
 
-def _place(empties: list[bpy.types.Object], indices: list[int], points: np.ndarray) -> None:
+def _place(obj, empties: list[bpy.types.Object], indices: list[int], points: np.ndarray) -> bool:
+    """Set the empties' locations; False when one of them is no longer the head's child."""
     rows = points.tolist()
     count = len(rows)
+    all_children = True
     for empty, index in zip(empties, indices, strict=True):
-        if 0 <= index < count:
+        if empty.parent != obj:
+            all_children = False
+        elif 0 <= index < count:
             empty.location = rows[index]
+    return all_children
 
 
 # ---------------------------------------------------------------------------------------------

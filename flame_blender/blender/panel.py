@@ -31,10 +31,25 @@ class FLAME_UL_coefficients(bpy.types.UIList):
         return flags, []
 
 
-class FLAME_PT_head(bpy.types.Panel):
+class FlameSidebar:
+    """Where every FLAME panel lives: 3D View > Sidebar > FLAME."""
+
     bl_space_type = "VIEW_3D"
     bl_region_type = "UI"
     bl_category = "FLAME"
+
+
+class FlameHeadSubPanel(FlameSidebar):
+    """A sub-panel of the FLAME head panel, shown while a head is active."""
+
+    bl_parent_id = "FLAME_PT_head"
+
+    @classmethod
+    def poll(cls, context) -> bool:
+        return _active_head(context) is not None
+
+
+class FLAME_PT_head(FlameSidebar, bpy.types.Panel):
     bl_label = "FLAME Head"
 
     def draw(self, context) -> None:
@@ -72,16 +87,8 @@ class FLAME_PT_head(bpy.types.Panel):
             box.operator("flame.remove_landmarks", icon="X")
 
 
-class FLAME_PT_pose(bpy.types.Panel):
-    bl_space_type = "VIEW_3D"
-    bl_region_type = "UI"
-    bl_category = "FLAME"
+class FLAME_PT_pose(FlameHeadSubPanel, bpy.types.Panel):
     bl_label = "Pose"
-    bl_parent_id = "FLAME_PT_head"
-
-    @classmethod
-    def poll(cls, context) -> bool:
-        return _active_head(context) is not None
 
     def draw(self, context) -> None:
         flame = context.active_object.flame
@@ -95,16 +102,8 @@ class FLAME_PT_pose(bpy.types.Panel):
         col.prop(flame, "transl")
 
 
-class FLAME_PT_coefficients(bpy.types.Panel):
-    bl_space_type = "VIEW_3D"
-    bl_region_type = "UI"
-    bl_category = "FLAME"
+class FLAME_PT_coefficients(FlameHeadSubPanel, bpy.types.Panel):
     bl_label = "Identity and Expression"
-    bl_parent_id = "FLAME_PT_head"
-
-    @classmethod
-    def poll(cls, context) -> bool:
-        return _active_head(context) is not None
 
     def draw(self, context) -> None:
         layout = self.layout
@@ -132,17 +131,9 @@ class FLAME_PT_coefficients(bpy.types.Panel):
         )
 
 
-class FLAME_PT_randomize(bpy.types.Panel):
-    bl_space_type = "VIEW_3D"
-    bl_region_type = "UI"
-    bl_category = "FLAME"
+class FLAME_PT_randomize(FlameHeadSubPanel, bpy.types.Panel):
     bl_label = "Randomize"
-    bl_parent_id = "FLAME_PT_head"
     bl_options = {"DEFAULT_CLOSED"}
-
-    @classmethod
-    def poll(cls, context) -> bool:
-        return _active_head(context) is not None
 
     def draw(self, context) -> None:
         layout = self.layout

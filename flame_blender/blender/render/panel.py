@@ -4,16 +4,13 @@ from __future__ import annotations
 
 import bpy
 
+from ..panel import FlameHeadSubPanel
 from ..registration import register_classes, unregister_classes
 from .operators import _target_head, preferred_device
 
 
-class FLAME_PT_render(bpy.types.Panel):
-    bl_space_type = "VIEW_3D"
-    bl_region_type = "UI"
-    bl_category = "FLAME"
+class FLAME_PT_render(FlameHeadSubPanel, bpy.types.Panel):
     bl_label = "Render"
-    bl_parent_id = "FLAME_PT_head"
     bl_options = {"DEFAULT_CLOSED"}
 
     @classmethod

@@ -142,3 +142,56 @@ def test_studio_with_a_broken_texture_reports_and_changes_nothing(blender_scene,
     assert {obj.name for obj in bpy.data.objects} == objects_before
     assert {mat.name for mat in bpy.data.materials} == materials_before
     assert blender_scene.camera is None
+
+
+def test_apply_albedo_operator_shades_with_seeded_coefficients_and_survives_saving(
+    blender_addon, small_head, flame_dir, tmp_path
+):
+    from flame_blender import core
+    from flame_blender.blender.render import material
+
+    bpy.context.view_layer.objects.active = small_head
+    assert bpy.ops.flame.apply_albedo(seed=3, sigma=1.0) == {"FINISHED"}
+    model = core.load_texture_model(material.find_texture_model_file(flame_dir))
+    coefficients = np.random.default_rng(3).standard_normal(model.n_components)
+    expected = np.clip(model.image(coefficients), 0, 1)
+    assert np.abs(expected - np.clip(model.image(None), 0, 1)).max() > 0.01  # seed matters
+
+    def albedo_rows(head):
+        image = head.data.materials[0].node_tree.nodes["FLAME Albedo"].image
+        width, height = image.size
+        pixels = np.empty(width * height * 4, np.float32)
+        image.pixels.foreach_get(pixels)
+        return pixels.reshape(height, width, 4)[::-1, :, :3], image
+
+    rows, image = albedo_rows(small_head)
+    tolerance = 1e-6 if image.is_float else 1.0 / 255 + 1e-6
+    assert np.abs(rows - expected).max() <= tolerance
+    assert image.packed_file is not None
+
+    # The .blend keeps the albedo: generated images are saved empty unless packed.
+    path = tmp_path / "albedo.blend"
+    bpy.ops.wm.save_as_mainfile(filepath=str(path))
+    bpy.ops.wm.open_mainfile(filepath=str(path))
+    reopened = bpy.data.objects["FLAME"]
+    rows, _ = albedo_rows(reopened)
+    assert np.abs(rows - expected).max() <= tolerance
+
+
+def test_apply_albedo_with_a_broken_texture_changes_nothing(blender_scene, flame_dir, tmp_path):
+    import shutil
+
+    from flame_blender.blender import import_head
+
+    folder = tmp_path / "flame"
+    shutil.copytree(flame_dir, folder)
+    (folder / "albedoModel2020_FLAME_albedoPart.npz").write_bytes(b"not an npz")
+    head = import_head(blender_scene, folder, n_shape=2, n_expression=1)
+    bpy.context.view_layer.objects.active = head
+    materials_before = {mat.name for mat in bpy.data.materials}
+    images_before = {image.name for image in bpy.data.images}
+    with pytest.raises(RuntimeError, match="albedoModel2020"):
+        bpy.ops.flame.apply_albedo(seed=1, sigma=1.0)
+    assert {mat.name for mat in bpy.data.materials} == materials_before
+    assert {image.name for image in bpy.data.images} == images_before
+    assert len(head.data.materials) == 0

@@ -49,12 +49,16 @@ def image_name(head: bpy.types.Object) -> str:
 
 
 def ensure_head_material(
-    head: bpy.types.Object, texture_model=None, coefficients: np.ndarray | None = None
+    head: bpy.types.Object,
+    texture_model=None,
+    coefficients: np.ndarray | None = None,
+    pack: bool = False,
 ) -> bpy.types.Material:
     """Give ``head`` its skin material (created once, then updated) and return it.
 
     With a ``core.TextureModel`` the base colour is its image for ``coefficients`` (None: the
-    mean); without one, a plain skin colour.
+    mean); without one, a plain skin colour. ``pack`` stores the image in the .blend (a
+    generated image is saved empty otherwise); batch renders, which never save, skip it.
     """
     material = bpy.data.materials.get(material_name(head))
     if material is None:
@@ -79,6 +83,8 @@ def ensure_head_material(
             texture.name = "FLAME Albedo"
             texture.location = (-400, 200)
         texture.image = update_albedo_image(head, texture_model, coefficients)
+        if pack:
+            texture.image.pack()
         tree.links.new(texture.outputs["Color"], bsdf.inputs["Base Color"])
     else:
         if texture is not None:

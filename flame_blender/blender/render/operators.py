@@ -1,7 +1,7 @@
-"""``flame.setup_studio`` and ``flame.render``: thin wrappers that turn errors into reports.
+"""``flame.setup_studio``, ``flame.apply_albedo`` and ``flame.render``: thin wrappers that turn errors into reports.
 
-The work is in plain functions (:func:`setup_studio_for_head`, :func:`render_still`) that scripts
-call headless.
+The work is in plain functions (:func:`setup_studio_for_head`, :func:`apply_albedo`,
+:func:`render_still`) that scripts call headless.
 """
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import bpy
+import numpy as np
 from bpy.props import BoolProperty, FloatProperty, IntProperty, PointerProperty, StringProperty
 
 from ... import core
@@ -69,9 +70,27 @@ def setup_studio_for_head(
     """Material (albedo from the model's folder, if any), camera, lights and world; returns the camera."""
     texture_file = material.find_texture_model_file(Path(head.flame.model_path).parent)
     texture_model = core.load_texture_model(texture_file) if texture_file else None  # may raise
-    material.ensure_head_material(head, texture_model)
+    material.ensure_head_material(head, texture_model, pack=True)
     scene.render.engine = "CYCLES"
     return studio.setup_studio(scene, head, settings)
+
+
+def apply_albedo(head: bpy.types.Object, seed: int = 0, sigma: float = 0.0) -> str | None:
+    """Shade ``head`` with the albedo of the texture model beside its FLAME model.
+
+    Coefficients are ``sigma * N(0, 1)`` drawn from ``seed`` (sigma 0: the mean albedo). Returns
+    the texture file's name, or None when the folder has none (the head gets a plain skin
+    colour). Raises ``FlameFileError`` for a broken texture file, before anything changes.
+    """
+    texture_file = material.find_texture_model_file(Path(head.flame.model_path).parent)
+    if texture_file is None:
+        material.ensure_head_material(head, None)
+        return None
+    texture_model = core.load_texture_model(texture_file)
+    rng = np.random.default_rng(seed)
+    coefficients = sigma * rng.standard_normal(texture_model.n_components)
+    material.ensure_head_material(head, texture_model, coefficients, pack=True)
+    return texture_file.name
 
 
 def render_still(
@@ -147,6 +166,40 @@ class FLAME_OT_setup_studio(bpy.types.Operator):
         return {"FINISHED"}
 
 
+class FLAME_OT_apply_albedo(bpy.types.Operator):
+    """Shade the head with its texture model's albedo on the UVs (random with a seed, or the mean)"""
+
+    bl_idname = "flame.apply_albedo"
+    bl_label = "Apply Albedo"
+    bl_options = {"REGISTER", "UNDO"}
+
+    seed: IntProperty(name="Seed", default=0, min=0)
+    sigma: FloatProperty(
+        name="Sigma", description="Spread of the albedo coefficients; 0 gives the mean albedo",
+        default=0.0, min=0.0, soft_max=3.0,
+    )
+
+    @classmethod
+    def poll(cls, context) -> bool:
+        return _target_head(context) is not None
+
+    def execute(self, context):
+        head = _target_head(context)
+        if head is None:
+            self.report({"ERROR"}, "No FLAME head in the scene: import one first")
+            return {"CANCELLED"}
+        try:
+            source = apply_albedo(head, self.seed, self.sigma)
+        except USER_ERRORS as error:
+            self.report({"ERROR"}, str(error))
+            return {"CANCELLED"}
+        if source is None:
+            self.report({"WARNING"}, "No texture model beside the FLAME model: plain skin colour")
+        else:
+            self.report({"INFO"}, f"Albedo from {source}")
+        return {"FINISHED"}
+
+
 class FLAME_OT_render(bpy.types.Operator):
     """Render a still with Cycles on the preferred device (GPU when available)"""
 
@@ -188,7 +241,7 @@ class FLAME_OT_render(bpy.types.Operator):
         return {"FINISHED"}
 
 
-classes = (FlameRenderSettings, FLAME_OT_setup_studio, FLAME_OT_render)
+classes = (FlameRenderSettings, FLAME_OT_setup_studio, FLAME_OT_apply_albedo, FLAME_OT_render)
 
 
 def register() -> None:

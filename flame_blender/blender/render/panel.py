@@ -28,6 +28,7 @@ class FLAME_PT_render(FlameHeadSubPanel, bpy.types.Panel):
         row = layout.row()
         row.enabled = _target_head(context) is not None
         row.operator("flame.setup_studio", icon="LIGHT_AREA")
+        row.operator("flame.apply_albedo", icon="TEXTURE")
         col = layout.column(align=True)
         col.label(text="Cycles Still")
         col.prop(settings, "samples")

@@ -125,7 +125,9 @@ def test_render_panel_is_a_sub_panel_of_the_flame_tab(blender_addon):
     assert hasattr(bpy.types.Scene, "flame_render")
 
 
-def test_studio_with_a_broken_texture_reports_and_changes_nothing(blender_scene, flame_dir, tmp_path):
+@pytest.fixture
+def head_with_broken_albedo(blender_scene, flame_dir, tmp_path):
+    """The active head of a FLAME folder whose AlbedoMM file is not an npz."""
     import shutil
 
     from flame_blender.blender import import_head
@@ -135,6 +137,10 @@ def test_studio_with_a_broken_texture_reports_and_changes_nothing(blender_scene,
     (folder / "albedoModel2020_FLAME_albedoPart.npz").write_bytes(b"not an npz")
     head = import_head(blender_scene, folder, n_shape=2, n_expression=1)
     bpy.context.view_layer.objects.active = head
+    return head
+
+
+def test_studio_with_a_broken_texture_reports_and_changes_nothing(blender_scene, head_with_broken_albedo):
     objects_before = {obj.name for obj in bpy.data.objects}
     materials_before = {mat.name for mat in bpy.data.materials}
     with pytest.raises(RuntimeError, match="albedoModel2020"):
@@ -178,16 +184,8 @@ def test_apply_albedo_operator_shades_with_seeded_coefficients_and_survives_savi
     assert np.abs(rows - expected).max() <= tolerance
 
 
-def test_apply_albedo_with_a_broken_texture_changes_nothing(blender_scene, flame_dir, tmp_path):
-    import shutil
-
-    from flame_blender.blender import import_head
-
-    folder = tmp_path / "flame"
-    shutil.copytree(flame_dir, folder)
-    (folder / "albedoModel2020_FLAME_albedoPart.npz").write_bytes(b"not an npz")
-    head = import_head(blender_scene, folder, n_shape=2, n_expression=1)
-    bpy.context.view_layer.objects.active = head
+def test_apply_albedo_with_a_broken_texture_changes_nothing(head_with_broken_albedo):
+    head = head_with_broken_albedo
     materials_before = {mat.name for mat in bpy.data.materials}
     images_before = {image.name for image in bpy.data.images}
     with pytest.raises(RuntimeError, match="albedoModel2020"):

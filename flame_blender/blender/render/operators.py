@@ -184,12 +184,8 @@ class FLAME_OT_apply_albedo(bpy.types.Operator):
         return _target_head(context) is not None
 
     def execute(self, context):
-        head = _target_head(context)
-        if head is None:
-            self.report({"ERROR"}, "No FLAME head in the scene: import one first")
-            return {"CANCELLED"}
         try:
-            source = apply_albedo(head, self.seed, self.sigma)
+            source = apply_albedo(_target_head(context), self.seed, self.sigma)  # poll: a head
         except USER_ERRORS as error:
             self.report({"ERROR"}, str(error))
             return {"CANCELLED"}

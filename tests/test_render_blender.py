@@ -76,6 +76,31 @@ def test_studio_frames_the_head(blender_addon, small_head):
     assert np.allclose(camera2pixel(point, fx, fy, cx, cy), (cx, cy), atol=1e-3)
 
 
+@pytest.mark.parametrize("resolution", [(1920, 1080), (1080, 1920), (512, 512)])
+def test_studio_defaults_frame_the_whole_head_at_any_aspect_ratio(blender_addon, small_head, resolution):
+    from flame_blender.blender.render.studio import evaluated_vertices
+
+    scene = bpy.context.scene
+    scene.render.resolution_x, scene.render.resolution_y = resolution
+    bpy.context.view_layer.objects.active = small_head
+    assert bpy.ops.flame.setup_studio() == {"FINISHED"}
+    data = scene.camera.data
+    width, height = resolution
+    fx, fy, cx, cy = intrinsics_from_blender(
+        data.lens, data.sensor_width, data.sensor_height, data.sensor_fit, width, height
+    )
+    world_to_camera = world_to_camera_from_blender(np.array(scene.camera.matrix_world)) @ np.array(
+        small_head.matrix_world
+    )
+    vertices = evaluated_vertices(small_head)
+    points = vertices @ world_to_camera[:3, :3].T + world_to_camera[:3, 3]
+    pixels = camera2pixel(points, fx, fy, cx, cy)
+    # Every vertex lands inside the picture (the head is neither cropped nor tiny).
+    assert pixels.min(axis=0).min() > 0 and (pixels.max(axis=0) < (width, height)).all()
+    extent = (pixels.max(axis=0) - pixels.min(axis=0)) / min(width, height)
+    assert extent.max() > 0.5
+
+
 def test_render_operator_renders_a_still_and_reports_the_device(blender_addon, small_head, tmp_path):
     assert blender_addon is bpy
     scene = bpy.context.scene

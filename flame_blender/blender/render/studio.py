@@ -25,7 +25,7 @@ KEY_LIGHT_NAME = "FLAME Key Light"
 FILL_LIGHT_NAME = "FLAME Fill Light"
 RIM_LIGHT_NAME = "FLAME Rim Light"
 WORLD_NAME = "FLAME Studio World"
-SENSOR_WIDTH = 36.0  # mm, Blender's default full-frame width
+SENSOR_SIZE = 36.0  # mm across the image's shorter side (a full-frame width)
 LIGHT_DISTANCE = 1.0  # metres from the head's centre
 LIGHT_SIZE = 0.5  # metres: large soft boxes read well on skin
 WORLD_COLOUR = (0.62, 0.64, 0.68)
@@ -108,8 +108,14 @@ def setup_studio(
 
     camera = _ensure_object(collection, CAMERA_NAME, lambda: bpy.data.cameras.new(CAMERA_NAME))
     camera.data.lens = settings.focal_length
-    camera.data.sensor_fit = "HORIZONTAL"
-    camera.data.sensor_width = SENSOR_WIDTH
+    # The sensor spans the image's shorter side, so the head is framed at any aspect ratio
+    # (a 16:9 frame with a horizontal fit would crop the chin and crown).
+    render = scene.render
+    landscape = (
+        render.resolution_x * render.pixel_aspect_x >= render.resolution_y * render.pixel_aspect_y
+    )
+    camera.data.sensor_fit = "VERTICAL" if landscape else "HORIZONTAL"
+    camera.data.sensor_width = camera.data.sensor_height = SENSOR_SIZE
     camera.data.shift_x = camera.data.shift_y = 0.0
     camera.data.clip_start = 0.01
     camera.data.clip_end = 100.0

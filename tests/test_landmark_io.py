@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from file_errors import assert_file_error
 from io_fakes import legacy_tensor, npy_object_bytes, write_pickle
 
 from flame_blender.core.errors import FlameFileError
@@ -279,11 +280,7 @@ BAD_STATIC = {
 def test_bad_static_embedding(tmp_path: Path, case: str) -> None:
     content, words = BAD_STATIC[case]
     path = _static(tmp_path, content)
-    with pytest.raises(FlameFileError) as caught:
-        load_static_landmark_embedding(tmp_path)
-    assert str(path) in str(caught.value)
-    for word in words:
-        assert word in str(caught.value), (word, str(caught.value))
+    assert_file_error(lambda: load_static_landmark_embedding(tmp_path), path, words)
 
 
 @pytest.mark.parametrize(
@@ -312,12 +309,7 @@ def test_bad_mediapipe(tmp_path: Path, setup: str, words: list[str]) -> None:
         np.savez(path, lmk_face_idx=faces, lmk_b_coords=bary)
     elif setup == "float_ids":
         np.savez(path, lmk_face_idx=faces, lmk_b_coords=bary, landmark_indices=np.ones(5))
-    with pytest.raises(FlameFileError) as caught:
-        load_mediapipe_landmark_embedding(path)
-    message = str(caught.value)
-    assert str(path) in message
-    for word in words:
-        assert word in message, (word, message)
+    assert_file_error(lambda: load_mediapipe_landmark_embedding(path), path, words)
 
 
 @pytest.mark.parametrize(
@@ -346,12 +338,7 @@ def test_bad_dynamic(tmp_path: Path, setup: str, words: list[str]) -> None:
         np.save(path, np.zeros((79, 17)))
     elif setup == "not_npy":
         path.write_bytes(b"garbage" * 20)
-    with pytest.raises(FlameFileError) as caught:
-        load_dynamic_landmark_embedding(path)
-    message = str(caught.value)
-    assert str(path) in message
-    for word in words:
-        assert word in message, (word, message)
+    assert_file_error(lambda: load_dynamic_landmark_embedding(path), path, words)
 
 
 def test_bad_deca_tensor_shape(tmp_path: Path) -> None:

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from file_errors import assert_file_error
 from io_fakes import (
     FakeCh,
     FakeCsc,
@@ -235,12 +236,7 @@ BAD_MODELS = {
 def test_bad_model_content(tmp_path: Path, case: str) -> None:
     content, words = BAD_MODELS[case]
     path = write_pickle(tmp_path / "generic_model.pkl", content)
-    with pytest.raises(FlameFileError) as caught:
-        load_flame(tmp_path)
-    message = str(caught.value)
-    assert str(path) in message
-    for word in words:
-        assert word in message, (word, message)
+    assert_file_error(lambda: load_flame(tmp_path), path, words)
 
 
 def test_broken_sparse_regressor(tmp_path: Path) -> None:
@@ -290,12 +286,7 @@ def test_bad_model_files(tmp_path: Path, setup: str, words: list[str]) -> None:
     elif setup == "npz_instead":
         np.savez(tmp_path / "x.npz", a=np.zeros(3))
         target.write_bytes((tmp_path / "x.npz").read_bytes())
-    with pytest.raises(FlameFileError) as caught:
-        load_flame(target)
-    message = str(caught.value)
-    assert str(target) in message
-    for word in words:
-        assert word in message, (word, message)
+    assert_file_error(lambda: load_flame(target), target, words)
 
 
 @pytest.mark.parametrize(
@@ -309,11 +300,7 @@ def test_bad_model_files(tmp_path: Path, setup: str, words: list[str]) -> None:
 )
 def test_bad_masks(tmp_path: Path, content: object, words: list[str]) -> None:
     path = write_pickle(tmp_path / "FLAME_masks.pkl", content, protocol=0)
-    with pytest.raises(FlameFileError) as caught:
-        load_flame_masks(path)
-    assert str(path) in str(caught.value)
-    for word in words:
-        assert word in str(caught.value)
+    assert_file_error(lambda: load_flame_masks(path), path, words)
 
 
 def test_masks_missing(tmp_path: Path) -> None:

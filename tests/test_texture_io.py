@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from file_errors import assert_file_error
 
 from flame_blender.core.errors import FlameFileError, FlameParameterError
 from flame_blender.core.texture_io import load_template_mesh, load_texture_model
@@ -144,12 +145,7 @@ def test_bad_texture_files(tmp_path: Path, case: str) -> None:
     arrays, words = BAD_TEXTURES[case]
     path = tmp_path / "tex.npz"
     np.savez(path, **arrays)
-    with pytest.raises(FlameFileError) as caught:
-        load_texture_model(path)
-    message = str(caught.value)
-    assert str(path) in message
-    for word in words:
-        assert word in message, (word, message)
+    assert_file_error(lambda: load_texture_model(path), path, words)
 
 
 @pytest.mark.parametrize(
@@ -166,11 +162,7 @@ def test_unreadable_texture_files(tmp_path: Path, setup: str, words: list[str]) 
     elif setup == "truncated":
         np.savez(path, mean=np.zeros((32, 32, 3)), tex_dir=np.zeros((32, 32, 3, 2)))
         path.write_bytes(path.read_bytes()[:5000])
-    with pytest.raises(FlameFileError) as caught:
-        load_texture_model(path)
-    assert str(path) in str(caught.value)
-    for word in words:
-        assert word in str(caught.value)
+    assert_file_error(lambda: load_texture_model(path), path, words)
 
 
 # --- head_template_mesh.obj ---------------------------------------------------------------------
@@ -225,11 +217,7 @@ def test_template_mesh_with_normals_and_negative_indices(tmp_path: Path) -> None
 def test_bad_template_mesh(tmp_path: Path, change: tuple[str, str], words: list[str]) -> None:
     path = tmp_path / "head_template_mesh.obj"
     path.write_text(OBJ.replace(*change))
-    with pytest.raises(FlameFileError) as caught:
-        load_template_mesh(path)
-    assert str(path) in str(caught.value)
-    for word in words:
-        assert word in str(caught.value), (word, str(caught.value))
+    assert_file_error(lambda: load_template_mesh(path), path, words)
 
 
 def test_template_mesh_missing(tmp_path: Path) -> None:

@@ -6,12 +6,14 @@ from pathlib import Path
 
 import bpy
 import numpy as np
-from bpy.props import BoolProperty, FloatProperty, IntProperty, StringProperty
+from bpy.props import IntProperty, StringProperty
 from bpy_extras.io_utils import ExportHelper, ImportHelper
 
 from .. import core
 from ..core.errors import FlameFileError, FlameParameterError
+from ..core.parameters import POSE_SIZES
 from . import head, runtime
+from .properties import RandomizeSettings
 from .registration import register_classes, unregister_classes
 
 #: What operators catch and report; anything else is a bug and should show its traceback.
@@ -101,20 +103,12 @@ class FLAME_OT_reset_parameters(_HeadOperator, bpy.types.Operator):
         return {"FINISHED"}
 
 
-class FLAME_OT_randomize_parameters(_HeadOperator, bpy.types.Operator):
+class FLAME_OT_randomize_parameters(_HeadOperator, RandomizeSettings, bpy.types.Operator):
     """Draw random identity, expression and pose values for the active head"""
 
     bl_idname = "flame.randomize_parameters"
     bl_label = "Randomize"
     bl_options = {"REGISTER", "UNDO"}
-
-    seed: IntProperty(name="Seed", default=0, min=0)
-    shape_sigma: FloatProperty(name="Identity Sigma", default=1.0, min=0.0, soft_max=3.0)
-    expression_sigma: FloatProperty(name="Expression Sigma", default=1.0, min=0.0, soft_max=3.0)
-    pose_scale: FloatProperty(name="Pose Scale", default=1.0, min=0.0, soft_max=3.0)
-    random_shape: BoolProperty(name="Identity", default=True)
-    random_expression: BoolProperty(name="Expression", default=True)
-    random_pose: BoolProperty(name="Pose", default=True)
 
     def execute(self, context):
         obj = _active_head(context)
@@ -136,7 +130,7 @@ class FLAME_OT_randomize_parameters(_HeadOperator, bpy.types.Operator):
         if "expression" not in groups:
             params.expression = current.expression
         if "pose" not in groups:
-            for name in ("global_pose", "neck_pose", "jaw_pose", "eye_pose", "transl"):
+            for name in POSE_SIZES:
                 setattr(params, name, getattr(current, name))
         params.shape = np.clip(params.shape, -head.COEFFICIENT_LIMIT, head.COEFFICIENT_LIMIT)
         params.expression = np.clip(params.expression, -head.COEFFICIENT_LIMIT, head.COEFFICIENT_LIMIT)

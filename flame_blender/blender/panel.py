@@ -5,6 +5,7 @@ from __future__ import annotations
 import bpy
 
 from . import head, landmark_empties, runtime
+from .properties import RANDOMIZE_SETTINGS
 from .registration import register_classes, unregister_classes
 
 
@@ -145,10 +146,7 @@ class FLAME_PT_randomize(FlameHeadSubPanel, bpy.types.Panel):
         for name in ("random_shape", "random_expression", "random_pose"):
             row.prop(settings, name, toggle=True)
         op = layout.operator("flame.randomize_parameters", icon="MOD_NOISE")
-        for name in (
-            "seed", "shape_sigma", "expression_sigma", "pose_scale",
-            "random_shape", "random_expression", "random_pose",
-        ):
+        for name in RANDOMIZE_SETTINGS:
             setattr(op, name, getattr(settings, name))
 
 

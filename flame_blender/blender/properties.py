@@ -58,16 +58,9 @@ class FlameObjectProperties(bpy.types.PropertyGroup):
     active_coefficient_index: IntProperty(name="Active Coefficient", default=0)
 
 
-RANDOM_GROUPS = (("shape", "Identity", ""), ("expression", "Expression", ""), ("pose", "Pose", ""))
+class RandomizeSettings:
+    """What Randomize draws: declared once, shared by the panel's settings and the operator."""
 
-
-class FlameSceneSettings(bpy.types.PropertyGroup):
-    """Panel settings (not per head): how many sliders to show, randomize options."""
-
-    visible_sliders: IntProperty(
-        name="Sliders", description="How many identity and expression sliders the panel shows",
-        default=10, min=0, max=100,
-    )
     seed: IntProperty(name="Seed", default=0, min=0)
     shape_sigma: FloatProperty(name="Identity Sigma", default=1.0, min=0.0, soft_max=3.0)
     expression_sigma: FloatProperty(name="Expression Sigma", default=1.0, min=0.0, soft_max=3.0)
@@ -75,6 +68,19 @@ class FlameSceneSettings(bpy.types.PropertyGroup):
     random_shape: BoolProperty(name="Identity", default=True)
     random_expression: BoolProperty(name="Expression", default=True)
     random_pose: BoolProperty(name="Pose", default=True)
+
+
+#: The names above, in panel order.
+RANDOMIZE_SETTINGS = tuple(RandomizeSettings.__annotations__)
+
+
+class FlameSceneSettings(RandomizeSettings, bpy.types.PropertyGroup):
+    """Panel settings (not per head): how many sliders to show, randomize options."""
+
+    visible_sliders: IntProperty(
+        name="Sliders", description="How many identity and expression sliders the panel shows",
+        default=10, min=0, max=100,
+    )
 
 
 classes = (FlameObjectProperties, FlameSceneSettings)

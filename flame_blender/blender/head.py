@@ -79,6 +79,12 @@ def is_head(obj: Any) -> bool:
         return False
 
 
+def active_head(context) -> Any:
+    """The context's active object when it is a FLAME head, else None."""
+    obj = context.active_object
+    return obj if is_head(obj) else None
+
+
 # ---------------------------------------------------------------------------------------------
 # import
 

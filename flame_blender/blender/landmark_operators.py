@@ -6,18 +6,13 @@ import bpy
 from bpy.props import EnumProperty
 
 from . import head, landmark_empties
-from .operators import USER_ERRORS
+from .operators import USER_ERRORS, HeadOperator
 from .registration import register_classes, unregister_classes
 
 _SET_ITEMS = [(name, label, description) for name, (label, description) in landmark_empties.LANDMARK_SETS.items()]
 
 
-def _active_head(context):
-    obj = context.active_object
-    return obj if head.is_head(obj) else None
-
-
-class FLAME_OT_add_landmarks(bpy.types.Operator):
+class FLAME_OT_add_landmarks(HeadOperator, bpy.types.Operator):
     """Add landmark empties that stay on the active head's deforming surface"""
 
     bl_idname = "flame.add_landmarks"
@@ -26,12 +21,8 @@ class FLAME_OT_add_landmarks(bpy.types.Operator):
 
     landmark_set: EnumProperty(name="Landmarks", items=_SET_ITEMS, default="mediapipe")
 
-    @classmethod
-    def poll(cls, context) -> bool:
-        return _active_head(context) is not None
-
     def execute(self, context):
-        obj = _active_head(context)
+        obj = head.active_head(context)
         try:
             empties = landmark_empties.add_landmark_empties(obj, self.landmark_set)
         except USER_ERRORS as error:
@@ -41,7 +32,7 @@ class FLAME_OT_add_landmarks(bpy.types.Operator):
         return {"FINISHED"}
 
 
-class FLAME_OT_remove_landmarks(bpy.types.Operator):
+class FLAME_OT_remove_landmarks(HeadOperator, bpy.types.Operator):
     """Delete the active head's landmark empties"""
 
     bl_idname = "flame.remove_landmarks"
@@ -52,13 +43,9 @@ class FLAME_OT_remove_landmarks(bpy.types.Operator):
         name="Landmarks", items=[("ALL", "All", "Every landmark set of the head"), *_SET_ITEMS], default="ALL"
     )
 
-    @classmethod
-    def poll(cls, context) -> bool:
-        return _active_head(context) is not None
-
     def execute(self, context):
         which = None if self.landmark_set == "ALL" else self.landmark_set
-        count = landmark_empties.remove_landmark_empties(_active_head(context), which)
+        count = landmark_empties.remove_landmark_empties(head.active_head(context), which)
         self.report({"INFO"}, f"Removed {count} landmark empties")
         return {"FINISHED"}
 

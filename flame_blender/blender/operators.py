@@ -20,15 +20,12 @@ from .registration import register_classes, unregister_classes
 USER_ERRORS = (FlameFileError, FlameParameterError, OSError)
 
 
-def _active_head(context):
-    obj = context.active_object
-    return obj if head.is_head(obj) else None
+class HeadOperator:
+    """Operators on the active head: available only while one is active."""
 
-
-class _HeadOperator:
     @classmethod
     def poll(cls, context) -> bool:
-        return _active_head(context) is not None
+        return head.active_head(context) is not None
 
 
 class FLAME_OT_import_head(bpy.types.Operator, ImportHelper):
@@ -87,7 +84,7 @@ class FLAME_OT_import_head(bpy.types.Operator, ImportHelper):
         return {"FINISHED"}
 
 
-class FLAME_OT_reset_parameters(_HeadOperator, bpy.types.Operator):
+class FLAME_OT_reset_parameters(HeadOperator, bpy.types.Operator):
     """Set every coefficient and pose value of the active head to zero"""
 
     bl_idname = "flame.reset_parameters"
@@ -96,14 +93,14 @@ class FLAME_OT_reset_parameters(_HeadOperator, bpy.types.Operator):
 
     def execute(self, context):
         try:
-            head.reset_parameters(_active_head(context))
+            head.reset_parameters(head.active_head(context))
         except USER_ERRORS as error:
             self.report({"ERROR"}, str(error))
             return {"CANCELLED"}
         return {"FINISHED"}
 
 
-class FLAME_OT_randomize_parameters(_HeadOperator, RandomizeSettings, bpy.types.Operator):
+class FLAME_OT_randomize_parameters(HeadOperator, RandomizeSettings, bpy.types.Operator):
     """Draw random identity, expression and pose values for the active head"""
 
     bl_idname = "flame.randomize_parameters"
@@ -111,7 +108,7 @@ class FLAME_OT_randomize_parameters(_HeadOperator, RandomizeSettings, bpy.types.
     bl_options = {"REGISTER", "UNDO"}
 
     def execute(self, context):
-        obj = _active_head(context)
+        obj = head.active_head(context)
         groups = [
             group for group, wanted in (
                 ("shape", self.random_shape), ("expression", self.random_expression),
@@ -142,7 +139,7 @@ class FLAME_OT_randomize_parameters(_HeadOperator, RandomizeSettings, bpy.types.
         return {"FINISHED"}
 
 
-class FLAME_OT_load_parameters(_HeadOperator, bpy.types.Operator, ImportHelper):
+class FLAME_OT_load_parameters(HeadOperator, bpy.types.Operator, ImportHelper):
     """Load identity, expression and pose from a .npz or .json parameter file"""
 
     bl_idname = "flame.load_parameters"
@@ -155,14 +152,14 @@ class FLAME_OT_load_parameters(_HeadOperator, bpy.types.Operator, ImportHelper):
     def execute(self, context):
         try:
             params = core.load_parameters(Path(bpy.path.abspath(self.filepath)))
-            head.set_parameters(_active_head(context), params)
+            head.set_parameters(head.active_head(context), params)
         except USER_ERRORS as error:
             self.report({"ERROR"}, str(error))
             return {"CANCELLED"}
         return {"FINISHED"}
 
 
-class FLAME_OT_save_parameters(_HeadOperator, bpy.types.Operator, ExportHelper):
+class FLAME_OT_save_parameters(HeadOperator, bpy.types.Operator, ExportHelper):
     """Save the active head's identity, expression and pose to a .npz or .json file"""
 
     bl_idname = "flame.save_parameters"
@@ -177,7 +174,7 @@ class FLAME_OT_save_parameters(_HeadOperator, bpy.types.Operator, ExportHelper):
         if path.suffix.lower() not in (".npz", ".json"):
             path = path.with_suffix(".npz")
         try:
-            core.save_parameters(head.get_parameters(_active_head(context)), path)
+            core.save_parameters(head.get_parameters(head.active_head(context)), path)
         except USER_ERRORS as error:
             self.report({"ERROR"}, str(error))
             return {"CANCELLED"}
@@ -196,7 +193,7 @@ class FLAME_OT_reload_model(bpy.types.Operator):
         runtime.forget_errors()
         head.forget_caches()
         head.update_all_heads(force=True)
-        obj = _active_head(context)
+        obj = head.active_head(context)
         error = runtime.model_error(obj.flame.model_path) if obj is not None else None
         if error:
             self.report({"ERROR"}, error)

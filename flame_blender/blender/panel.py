@@ -9,11 +9,6 @@ from .properties import RANDOMIZE_SETTINGS
 from .registration import register_classes, unregister_classes
 
 
-def _active_head(context):
-    obj = context.active_object
-    return obj if head.is_head(obj) else None
-
-
 class FLAME_UL_coefficients(bpy.types.UIList):
     """Every identity and expression shape key, filterable by name (e.g. ``expr_01``)."""
 
@@ -47,7 +42,7 @@ class FlameHeadSubPanel(FlameSidebar):
 
     @classmethod
     def poll(cls, context) -> bool:
-        return _active_head(context) is not None
+        return head.active_head(context) is not None
 
 
 class FLAME_PT_head(FlameSidebar, bpy.types.Panel):
@@ -56,7 +51,7 @@ class FLAME_PT_head(FlameSidebar, bpy.types.Panel):
     def draw(self, context) -> None:
         layout = self.layout
         layout.operator("flame.import_head", icon="IMPORT")
-        obj = _active_head(context)
+        obj = head.active_head(context)
         if obj is None:
             layout.label(text="Select a FLAME head, or import one")
             return

@@ -203,10 +203,10 @@ def test_arrays_of_pointers_cannot_be_forged_from_bytes() -> None:
             load_pickle_bytes(dumps(forged), "forged.pkl")
         via_buffer = Call(Global("numpy._core.numeric", "_frombuffer"),
                           b"A" * dtype.itemsize, dtype, (1,), "C")  # fmt: skip
-        with pytest.raises(FlameFileError, match="OBJECT array"):
+        with pytest.raises(FlameFileError, match="object dtype|not allowed"):
             load_pickle_bytes(dumps(via_buffer, protocol=3, py2=False), "forged.pkl")
         scalar = Call(Global("numpy.core.multiarray", "scalar"), dtype, b"A" * dtype.itemsize)
-        with pytest.raises(FlameFileError, match="numeric numpy.dtype"):
+        with pytest.raises(FlameFileError, match="object dtype|not allowed"):
             load_pickle_bytes(dumps(scalar), "forged.pkl")
 
 
@@ -352,9 +352,10 @@ def test_legacy_tensor_with_strides_and_offset() -> None:
 @pytest.mark.parametrize(
     "args, words",
     [
-        ((0, (3, 4), (4, 1)), "reads element"),
-        ((-1, (2,), (1,)), "invalid"),
-        ((0, (2, 2), (1,)), "invalid"),
+        ((0, (3, 4), (4, 1)), "more elements than its storage"),
+        ((2, (2, 4), (4, 1)), "reads element 9"),
+        ((-1, (2,), (1,)), "offset is not a count"),
+        ((0, (2, 2), (1,)), "differ in length"),
     ],
 )
 def test_legacy_tensor_out_of_storage_is_refused(args: tuple, words: str) -> None:

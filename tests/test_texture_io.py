@@ -208,7 +208,7 @@ def test_template_mesh_with_normals_and_negative_indices(tmp_path: Path) -> None
     "change, words",
     [
         (("f 1/1 2/2 3/3", "f 1/1 2/2 3/3 4/4"), ["line 11", "4 corners", "triangles"]),
-        (("f 1/1 2/2 3/3", "f 1 2 3"), ["line 11", "no UV index"]),
+        (("f 1/1 2/2 3/3", "f 1 2 3"), ["line 12", "with and without UV indices"]),
         (("f 1/1 2/2 3/3", "f 1/1 2/2 9/3"), ["line 11", "vertex index 9", "1..4"]),
         (("f 1/1 2/2 3/3", "f 1/1 2/2 3/8"), ["line 11", "UV index 8"]),
         (("v 1.0 2.5 1.0", "v 1.0 abc 1.0"), ["line 5", "bad 'v' line"]),

@@ -29,6 +29,7 @@ import numpy as np
 from .. import core
 from ..core.errors import FlameFileError, FlameParameterError
 from ..core.flame_numpy import SHAPE_SPACE_SIZE
+from ..core.numpy_files import load_npz
 from . import landmark_empties, runtime
 
 BASIS_KEY = "Basis"
@@ -137,13 +138,11 @@ def _texture_file_uvs(folder: Path, n_faces: int) -> np.ndarray | None:
         path = folder / name
         if not path.is_file():
             continue
-        try:
-            with np.load(path, allow_pickle=False) as archive:
-                if "vt" not in archive.files or "ft" not in archive.files:
-                    continue
-                uvs, uv_faces = np.asarray(archive["vt"]), np.asarray(archive["ft"])
-        except (OSError, ValueError) as error:
-            raise FlameFileError(path, f"cannot read the UVs 'vt'/'ft' ({error})") from None
+        # the strict reader (limits, no pickles, only FlameFileError), these two members only
+        arrays = load_npz(path, only=("vt", "ft"))
+        if "vt" not in arrays or "ft" not in arrays:
+            continue
+        uvs, uv_faces = arrays["vt"], arrays["ft"]
         if (
             uvs.ndim != 2 or uvs.shape[1] != 2 or uv_faces.shape != (n_faces, 3)
             or uv_faces.dtype.kind not in "iu" or uv_faces.max() >= uvs.shape[0]

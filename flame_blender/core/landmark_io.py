@@ -10,6 +10,8 @@ flame_static_embedding.pkl / _68     static                ``static_51`` / ``sta
 flame_dynamic_embedding.npy          dynamic               ``dynamic_contour`` (79 yaw bins x 17)
 landmark_embedding.npy (DECA)        deca                  ``static_51``, ``dynamic_contour``,
                                                            ``full_68``
+landmark_embedding_with_eyes.npy     vhap                  ``full_70`` (+ ``static_53``,
+(VHAP, GaussianAvatars)                                    ``dynamic_contour`` when present)
 ==================================== ===================== =================================
 
 None needs torch: DECA's legacy torch tensors are parsed by :mod:`.legacy_torch`.
@@ -26,14 +28,19 @@ import numpy as np
 from .errors import FlameFileError
 from .landmarks import CONTOUR_BIN_COUNT, YAW_BIN_DEGREES
 from .numpy_files import load_npy, load_npz
+from .plain_arrays import fits_int64
+from .reader_guard import file_reader
 from .safe_pickle import load_pickle, to_array
 
 MEDIAPIPE_FILE_NAME = "mediapipe_landmark_embedding.npz"
 STATIC_FILE_NAMES = {51: "flame_static_embedding.pkl", 68: "flame_static_embedding_68.pkl"}
 DYNAMIC_FILE_NAME = "flame_dynamic_embedding.npy"
 DECA_FILE_NAME = "landmark_embedding.npy"
+VHAP_FILE_NAME = "landmark_embedding_with_eyes.npy"
 N_YAW_BINS = CONTOUR_BIN_COUNT
 N_CONTOUR_POINTS = 17
+MAX_LIST_ARRAYS = 1000  # a list-of-arrays embedding (FLAME's dynamic one has 79 rows)
+MAX_LIST_ELEMENTS = 1 << 22
 
 
 @dataclass(frozen=True, eq=False)
@@ -71,6 +78,11 @@ class LandmarkEmbedding:
 def _array(path: Path, key: str, value: Any) -> np.ndarray:
     array = to_array(value)
     if isinstance(array, list):
+        if len(array) > MAX_LIST_ARRAYS:
+            raise FlameFileError(path, f"key '{key}' is a list of {len(array)} arrays; expected "
+                                 f"at most {MAX_LIST_ARRAYS} (79 yaw bins)")  # fmt: skip
+        if sum(getattr(to_array(item), "size", 1) for item in array) > MAX_LIST_ELEMENTS:
+            raise FlameFileError(path, f"key '{key}' holds too many values for an embedding")
         try:
             array = np.stack([np.asarray(to_array(item)) for item in array])
         except ValueError as error:
@@ -112,8 +124,11 @@ def _build(
             f"key '{bary_key}' has shape {barycentric.shape}, expected "
             f"{face_indices.shape + (3,)} (one barycentric triple per landmark of '{face_key}')",
         )
-    if face_indices.size and face_indices.min() < 0:
-        raise FlameFileError(path, f"key '{face_key}' has negative face indices")
+    if face_indices.size and (face_indices.min() < 0 or not fits_int64(face_indices)):
+        raise FlameFileError(
+            path, f"key '{face_key}' has negative face indices or ones beyond 2**63-1; "
+            "expected triangle indices 0..F-1",
+        )
     if not np.isfinite(barycentric).all():
         raise FlameFileError(path, f"key '{bary_key}' holds NaN/inf; expected finite weights")
     return LandmarkEmbedding(
@@ -148,6 +163,7 @@ def _require(path: Path, value: Any, keys: tuple[str, ...]) -> dict:
     return value
 
 
+@file_reader
 def load_mediapipe_landmark_embedding(path: str | Path) -> LandmarkEmbedding:
     """``mediapipe_landmark_embedding.npz`` (file or folder): 105 landmarks with their
     MediaPipe mesh ids (``mediapipe_ids`` int64 (105,))."""
@@ -172,6 +188,7 @@ def load_mediapipe_landmark_embedding(path: str | Path) -> LandmarkEmbedding:
     )
 
 
+@file_reader
 def load_static_landmark_embedding(path: str | Path, count: int | None = 51) -> LandmarkEmbedding:
     """``flame_static_embedding.pkl`` (51 inner iBUG points) or ``flame_static_embedding_68.pkl``.
 
@@ -211,6 +228,7 @@ def yaw_bins_degrees() -> np.ndarray:
     return YAW_BIN_DEGREES.copy()
 
 
+@file_reader
 def load_dynamic_landmark_embedding(path: str | Path) -> LandmarkEmbedding:
     """``flame_dynamic_embedding.npy``: the 17 jaw-contour landmarks for each of 79 head-yaw
     bins (see :func:`yaw_bins_degrees`), ``face_indices`` (79, 17), ``barycentric`` (79, 17, 3)."""
@@ -229,6 +247,7 @@ def load_dynamic_landmark_embedding(path: str | Path) -> LandmarkEmbedding:
     )
 
 
+@file_reader
 def load_deca_landmark_embedding(path: str | Path) -> dict[str, LandmarkEmbedding]:
     """DECA's ``landmark_embedding.npy`` (file or folder), without torch: ``static_51``,
     ``dynamic_contour`` (79, 17) and ``full_68``."""
@@ -264,6 +283,52 @@ def load_deca_landmark_embedding(path: str | Path) -> dict[str, LandmarkEmbeddin
     }
 
 
+def _drop_batch_axis(path: Path, value: dict, face_key: str, bary_key: str) -> tuple:
+    faces = _array(path, face_key, value[face_key])
+    bary = _array(path, bary_key, value[bary_key])
+    if faces.ndim == 2 and faces.shape[0] == 1 and bary.ndim == 3 and bary.shape[0] == 1:
+        return faces[0], bary[0]  # stored with a batch axis: (1, L) and (1, L, 3)
+    return faces, bary
+
+
+@file_reader
+def load_vhap_landmark_embedding(path: str | Path) -> dict[str, LandmarkEmbedding]:
+    """VHAP's (and GaussianAvatars') ``landmark_embedding_with_eyes.npy`` (file or folder):
+    DECA's layout with the two pupils added. ``full_70`` comes from ``full_lmk_faces_idx``
+    (1, 70) / ``full_lmk_bary_coords`` (1, 70, 3), the keys VHAP reads; ``static_53`` and
+    ``dynamic_contour`` (79, 17) are added when the file has them. Arrays may be numpy arrays
+    or legacy torch tensors (read without torch).
+    """
+    path = _resolve(path, VHAP_FILE_NAME)
+    keys = ("full_lmk_faces_idx", "full_lmk_bary_coords")
+    value = _require(path, load_npy(path), keys)
+    faces, bary = _drop_batch_axis(path, value, *keys)
+    if faces.shape not in ((70,), (68,)):
+        raise FlameFileError(
+            path, f"key 'full_lmk_faces_idx' has shape {faces.shape}, expected (1, 70): 68 iBUG "
+            "points and two pupils",
+        )
+    found = {f"full_{len(faces)}": _build(path, f"full_{len(faces)}", keys[0], faces, keys[1], bary)}
+    static_keys = ("static_lmk_faces_idx", "static_lmk_bary_coords")
+    if all(key in value for key in static_keys):
+        faces, bary = _drop_batch_axis(path, value, *static_keys)
+        if faces.shape not in ((51,), (53,)):
+            raise FlameFileError(
+                path, f"key 'static_lmk_faces_idx' has shape {faces.shape}, expected (53,)"
+            )
+        name = f"static_{len(faces)}"
+        found[name] = _build(path, name, static_keys[0], faces, static_keys[1], bary)
+    dynamic_keys = ("dynamic_lmk_faces_idx", "dynamic_lmk_bary_coords")
+    if all(key in value for key in dynamic_keys):
+        found["dynamic_contour"] = _build(
+            path, "dynamic_contour", dynamic_keys[0], value[dynamic_keys[0]], dynamic_keys[1],
+            value[dynamic_keys[1]], (N_YAW_BINS, N_CONTOUR_POINTS),
+            yaw_bins_degrees=yaw_bins_degrees(),
+        )  # fmt: skip
+    return found
+
+
+@file_reader
 def load_landmark_embeddings(flame_dir: str | Path) -> dict[str, LandmarkEmbedding]:
     """Every landmark embedding present in ``flame_dir``, by name.
 

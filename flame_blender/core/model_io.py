@@ -14,6 +14,8 @@ from typing import Any
 import numpy as np
 
 from .errors import FlameFileError
+from .plain_arrays import fits_int64
+from .reader_guard import file_reader
 from .safe_pickle import ChumpyArray, SparseCscMatrix, load_pickle, to_array
 
 # load_flame's choice in a folder, first match wins (then any other *.pkl holding a model).
@@ -176,7 +178,7 @@ def validate_flame_model(model: Any, path: str | Path) -> dict:
 
     faces = _numeric(path, "f", model["f"], "iu")
     _check_shape(path, "f", faces, (None, 3), "(F, 3) triangles, F=9976")
-    if faces.size and (faces.min() < 0 or faces.max() >= n_vertices):
+    if faces.size and (faces.min() < 0 or not fits_int64(faces) or faces.max() >= n_vertices):
         raise FlameFileError(
             path,
             f"key 'f' has vertex indices {int(faces.min())}..{int(faces.max())}, out of range; "
@@ -224,6 +226,9 @@ def validate_flame_model(model: Any, path: str | Path) -> dict:
     if model.get("kintree_table") is not None:
         kintree = _numeric(path, "kintree_table", model["kintree_table"], "iu")
         _check_shape(path, "kintree_table", kintree, (2, N_JOINTS), f"(2, {N_JOINTS})")
+        if not fits_int64(kintree):
+            raise FlameFileError(path, "key 'kintree_table' holds values beyond 2**63-1; "
+                                 "expected joint indices and 2**32-1 for none")  # fmt: skip
         result["kintree_table"] = np.ascontiguousarray(kintree, dtype=np.int64)
     else:
         result["kintree_table"] = DEFAULT_KINTREE_TABLE.copy()
@@ -233,6 +238,7 @@ def validate_flame_model(model: Any, path: str | Path) -> dict:
     return result
 
 
+@file_reader
 def load_flame(path: str | Path) -> dict:
     """Load a FLAME model: a model pickle, or a folder holding one (see
     :func:`find_flame_model_file` for the order).
@@ -265,6 +271,7 @@ def load_flame(path: str | Path) -> dict:
     return validate_flame_model(model, model_file)
 
 
+@file_reader
 def load_flame_masks(path: str | Path) -> dict[str, np.ndarray]:
     """Vertex masks from ``FLAME_masks.pkl`` (or a folder holding it): region name -> int64
     ``(n,)`` vertex indices, in the file's order (``lips`` keeps its order and duplicates).
@@ -293,7 +300,9 @@ def load_flame_masks(path: str | Path) -> dict[str, np.ndarray]:
             raise FlameFileError(
                 path, f"key '{key}' has shape {array.shape}, expected 1-D vertex indices"
             )
-        if array.size and array.min() < 0:
-            raise FlameFileError(path, f"key '{key}' has negative vertex indices")
+        if array.size and (array.min() < 0 or not fits_int64(array)):
+            raise FlameFileError(
+                path, f"key '{key}' has negative vertex indices or ones beyond 2**63-1"
+            )
         masks[key] = np.ascontiguousarray(array, dtype=np.int64)
     return masks

@@ -111,3 +111,11 @@ def empty_for(dtype: np.dtype, shape: Any, fortran_order: bool, available: int) 
             "bytes follow"
         )
     return np.empty(shape, dtype=dtype, order="F" if fortran_order else "C")
+
+
+def fits_int64(array: np.ndarray) -> bool:
+    """True when every value of an integer array is representable as int64 (a uint64 index of
+    2**64-1 would otherwise wrap to -1 and silently pick the last element)."""
+    if array.dtype.kind == "u" and array.dtype.itemsize == 8 and array.size:
+        return bool(array.max() <= np.iinfo(np.int64).max)
+    return True

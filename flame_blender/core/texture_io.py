@@ -26,6 +26,7 @@ import numpy as np
 from .errors import FlameFileError, FlameParameterError
 from .model_io import all_finite
 from .numpy_files import load_npz
+from .reader_guard import file_reader
 
 TEXTURE_FILE_NAMES = {
     "flame_texture": "FLAME_texture.npz",
@@ -192,6 +193,7 @@ def _uv_arrays(path: Path, arrays: dict) -> tuple[np.ndarray, np.ndarray]:
     )
 
 
+@file_reader
 def load_texture_model(path: str | Path) -> TextureModel:
     """Load ``FLAME_texture.npz``, AlbedoMM's ``albedoModel2020_FLAME_albedoPart.npz`` or
     ``FLAME_albedo_from_BFM.npz``; the kind is detected from the keys.
@@ -247,13 +249,18 @@ def load_texture_model(path: str | Path) -> TextureModel:
 class TemplateMesh:
     """``head_template_mesh.obj``: vertices float64 (V, 3), faces int64 (F, 3), uvs float64
     (T, 2), uv_faces int64 (F, 3) (UV index per triangle corner, same corner order as faces),
-    all 0-based."""
+    all 0-based. A mesh without UVs (MICA's ``head_template.obj``, a ``.ply``) has ``uvs``
+    (0, 2) and ``uv_faces`` (0, 3)."""
 
     vertices: np.ndarray
     faces: np.ndarray
     uvs: np.ndarray
     uv_faces: np.ndarray
     source: Path | None = None
+
+    @property
+    def has_uvs(self) -> bool:
+        return self.uv_faces.shape == self.faces.shape and self.uvs.shape[0] > 0
 
 
 def _obj_index(path: Path, token: str, count: int, line_number: int, what: str) -> int:
@@ -272,14 +279,16 @@ def _obj_index(path: Path, token: str, count: int, line_number: int, what: str) 
     return index
 
 
+@file_reader
 def load_template_mesh(path: str | Path) -> TemplateMesh:
     """Read ``head_template_mesh.obj`` (file or folder): LF or CRLF lines, ``f a/b a/b a/b``
-    triangles with 1-based vertex/UV indices. Vertex positions are returned as written (some
+    triangles with 1-based vertex/UV indices, or ``f a b c`` / ``f a//n ...`` without UVs
+    (MICA's ``head_template.obj``: then ``uvs`` is (0, 2) and ``uv_faces`` (0, 3)). Vertex positions are returned as written (some
     copies are offset from the model's template).
 
     Raises:
-        FlameFileError: missing file, non-triangle faces, faces without UVs, bad numbers or
-            indices out of range.
+        FlameFileError: missing file, non-triangle faces, faces with and without UVs mixed, bad
+            numbers or indices out of range.
     """
     path = Path(path).expanduser()
     if path.is_dir():
@@ -317,14 +326,20 @@ def load_template_mesh(path: str | Path) -> TemplateMesh:
         face, uv_face = [], []
         for corner in corners:
             pieces = corner.split("/")
-            if len(pieces) < 2 or not pieces[1]:
-                raise FlameFileError(
-                    path, f"line {line_number}: face corner {corner!r} has no UV index (a/b)"
-                )
             face.append(_obj_index(path, pieces[0], len(vertices), line_number, "vertex"))
-            uv_face.append(_obj_index(path, pieces[1], len(uvs), line_number, "UV"))
+            if len(pieces) >= 2 and pieces[1]:
+                uv_face.append(_obj_index(path, pieces[1], len(uvs), line_number, "UV"))
+        if uv_face and len(uv_face) != 3:
+            raise FlameFileError(
+                path, f"line {line_number}: some corners of a face have UV indices, some not"
+            )
+        if faces and bool(uv_face) != bool(uv_faces):
+            raise FlameFileError(
+                path, f"line {line_number}: faces with and without UV indices (a/b and a) mixed"
+            )
         faces.append(face)
-        uv_faces.append(uv_face)
+        if uv_face:
+            uv_faces.append(uv_face)
     if not vertices or not faces:
         raise FlameFileError(path, "has no vertices or faces; expected an OBJ mesh")
     # faces may come before all vertices in OBJ; indices were checked against what was read
@@ -337,6 +352,6 @@ def load_template_mesh(path: str | Path) -> TemplateMesh:
         vertices=vertex_array,
         faces=np.array(faces, dtype=np.int64),
         uvs=uv_array,
-        uv_faces=np.array(uv_faces, dtype=np.int64),
+        uv_faces=np.array(uv_faces, dtype=np.int64).reshape(-1, 3),
         source=path,
     )

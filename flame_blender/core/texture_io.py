@@ -268,13 +268,13 @@ def _obj_index(path: Path, token: str, count: int, line_number: int, what: str) 
         index = int(token)
     except ValueError:
         raise FlameFileError(
-            path, f"line {line_number}: {what} index {token!r} is not a number"
+            path, f"line {line_number}: {what} index {token[:20]!r} is not a number"
         ) from None
     # OBJ indices are 1-based; negative ones count back from the last element read so far.
     index = index - 1 if index > 0 else count + index
     if not 0 <= index < count:
         raise FlameFileError(
-            path, f"line {line_number}: {what} index {token} out of range 1..{count}"
+            path, f"line {line_number}: {what} index {token[:20]} out of range 1..{count}"
         )
     return index
 

@@ -107,7 +107,7 @@ def _read_binary(path: Path, data: bytes, start: int, elements: list[_Element]) 
         row = np.dtype([("n", "<" + count_kind), ("i", "<" + kind, (3,))])
         size = row.itemsize * element.count
         if size > len(data) - offset:
-            raise FlameFileError(path, "ends inside the faces, or not all faces are triangles")
+            raise FlameFileError(path, "ends inside the faces (truncated?), or not all are triangles")
         table = np.frombuffer(data, dtype=row, count=element.count, offset=offset)
         if element.count and not (table["n"] == 3).all():
             raise FlameFileError(path, "has faces that are not triangles; expected FLAME's")

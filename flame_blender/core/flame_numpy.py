@@ -28,6 +28,7 @@ import numpy as np
 
 from .errors import FlameParameterError
 from .lbs import rigid_transforms as _tree_transforms
+from .lbs import skinning_displacement
 from .model_arrays import (  # noqa: F401  (re-exported: their historical home)
     JOINT_NAMES,
     PARAMETER_NAMES,
@@ -280,9 +281,8 @@ class FlameNumpy:
         v_posed = v_shaped + (feature @ self._pose_directions).reshape(count, 3, n_vertices)
         transforms, world_joints, world_rotations = _tree_transforms(rotations, joints, self.parents)
         # (C, 12, J) @ (J, V) -> per-vertex 3x4 displacement transforms, planar
-        blended = (transforms.reshape(count, n_joints, 12).transpose(0, 2, 1) @ self._weights_transposed)
-        blended = blended.reshape(count, 3, 4, n_vertices)
-        skinned = v_posed + (blended[:, :, :3] * v_posed[:, None]).sum(axis=2) + blended[:, :, 3]
+        per_joint = transforms.reshape(count, n_joints, 12).transpose(0, 2, 1)
+        skinned = v_posed + skinning_displacement(v_posed, per_joint, self._weights_transposed)
         return skinned, world_joints, world_rotations
 
 

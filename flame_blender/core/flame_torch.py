@@ -30,7 +30,7 @@ import torch
 from .errors import FlameParameterError
 from .landmarks import LandmarkSet
 from .landmarks import contour_bin as contour_bin_numpy
-from .lbs import pose_feature, rigid_transforms
+from .lbs import pose_feature, rigid_transforms, skinning_displacement
 from .model_arrays import (
     PARAMETER_NAMES,
     POSE_ARGUMENTS,
@@ -436,7 +436,7 @@ class FLAME(torch.nn.Module):
         transl: torch.Tensor | None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Skin (unless ``per_joint`` is None), translate and lay out ``(B, V, 3)``, in chunks."""
-        batch, n_vertices, n_joints = planar.shape[0], self.n_vertices, self.n_joints
+        batch, n_vertices = planar.shape[0], self.n_vertices
         tracked = torch.is_grad_enabled() and any(
             t is not None and t.requires_grad for t in (planar, per_joint, transl)
         )
@@ -451,9 +451,7 @@ class FLAME(torch.nn.Module):
             v = planar[start:stop].reshape(count, 3, n_vertices)
             change = None
             if per_joint is not None:
-                rows = per_joint[start:stop].reshape(count * 12, n_joints)
-                blended = torch.mm(rows, self.weights_transposed).view(count, 3, 4, n_vertices)
-                change = (blended[:, :, :3] * v.unsqueeze(1)).sum(2) + blended[:, :, 3]
+                change = skinning_displacement(v, per_joint[start:stop], self.weights_transposed)
             if transl is not None:
                 shift = transl[start:stop].unsqueeze(-1)
                 change = shift if change is None else change + shift
@@ -490,17 +488,14 @@ class FLAME(torch.nn.Module):
         each over its thread pool (and spin there), numpy does them in one thread with less
         overhead per call. Same arithmetic, same order.
         """
-        batch, n_vertices, n_joints = planar.shape[0], self.n_vertices, self.n_joints
+        batch, n_vertices = planar.shape[0], self.n_vertices
         v = planar.numpy().reshape(batch, 3, n_vertices)
         out = np.empty((batch, n_vertices, 3), dtype=v.dtype)
         target = out.transpose(0, 2, 1)  # planar view of the interleaved result
         if per_joint is None:
             change = None
         else:
-            rows = per_joint.numpy().reshape(batch, 12, n_joints)
-            blended = np.matmul(rows, self.weights_transposed.numpy()).reshape(batch, 3, 4, n_vertices)
-            change = (blended[:, :, :3] * v[:, None]).sum(axis=2)
-            change += blended[:, :, 3]
+            change = skinning_displacement(v, per_joint.numpy(), self.weights_transposed.numpy())
         if transl is not None:
             shift = transl.numpy()[:, :, None]
             change = shift if change is None else change + shift

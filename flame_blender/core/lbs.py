@@ -153,14 +153,30 @@ def rigid_transforms(rotations: Array, joints: Array, parents: Sequence[int]) ->
     return transforms, joints + moved, world
 
 
+def skinning_displacement(v_planar: Array, per_joint: Array, weights_transposed: Array) -> Array:
+    """How far skinning moves each vertex, coordinate-planar: ``sum_j w_j ((G_j - I) v + t_j)``.
+
+    Args:
+        v_planar: ``(B, 3, V)`` posed vertices (all x, all y, all z: long contiguous rows).
+        per_joint: ``(B, 12, J)`` each joint's ``[G_j - I | t_j]`` flattened row-major (``transforms``
+            of :func:`rigid_transforms` as ``reshape(B, J, 12)`` with the last two axes swapped).
+        weights_transposed: ``(J, V)`` skinning weights.
+    Returns:
+        ``(B, 3, V)``; add it to ``v_planar``.
+    """
+    batch, n_vertices = v_planar.shape[0], v_planar.shape[-1]
+    blended = (per_joint @ weights_transposed).reshape(batch, 3, 4, n_vertices)  # per-vertex [G - I | t]
+    change = (blended[:, :, :3] * v_planar[:, None]).sum(2)
+    change += blended[:, :, 3]
+    return change
+
+
 def skin(v_posed: Array, transforms: Array, weights: Array) -> Array:
     """Linear blend skinning as a displacement: ``(B, V, 3)``, ``(B, J, 3, 4)``, ``(V, J)`` -> ``(B, V, 3)``."""
     batch, n_joints = transforms.shape[:2]
-    per_vertex = transforms.reshape(batch, n_joints, 12).swapaxes(1, 2) @ weights.T  # (B, 12, V)
-    per_vertex = per_vertex.reshape(batch, 3, 4, -1)
-    v = v_posed.swapaxes(1, 2)  # (B, 3, V): long contiguous rows per coordinate
-    change = (per_vertex[:, :, :3] * v[:, None]).sum(2) + per_vertex[:, :, 3]
-    return (v + change).swapaxes(1, 2)
+    v = v_posed.swapaxes(1, 2)  # (B, 3, V)
+    per_joint = transforms.reshape(batch, n_joints, 12).swapaxes(1, 2)
+    return (v + skinning_displacement(v, per_joint, weights.T)).swapaxes(1, 2)
 
 
 def barycentric_points(vertices: Array, vertex_indices: Array, barycentric: Array) -> Array:

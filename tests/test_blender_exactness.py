@@ -185,7 +185,10 @@ def test_save_and_reopen_in_a_new_process(blender_scene, flame_dir, tmp_path, mo
         assert values["model_error"] is None
         assert values["after_edit"] < TOLERANCE
     else:
-        assert "generic_model.pkl" in values["model_error"] or "model" in values["model_error"]
+        # the message names the missing file (inside the deleted folder) and says it is missing
+        assert values["model_error"].startswith(str(model_dir / "")), values["model_error"]
+        assert "no such file or folder" in values["model_error"]
+        assert values["model_error"].split(":")[0] in result.stderr
         assert values["after_edit"] > 1e-4  # the head cannot follow without its model...
         assert "Traceback" not in result.stderr  # ...and says so once, without exceptions
         assert len(result.stderr.strip().splitlines()) == 1  # one line, printed once

@@ -168,6 +168,7 @@ def import_head(
     n_shape: int | None = None,
     n_expression: int | None = None,
     name: str = "FLAME",
+    teeth: bool = False,
 ) -> bpy.types.Object:
     """Create a FLAME head object: 5023 vertices, smooth shading, UVs, mask vertex groups,
     shape keys ``Basis``, ``shape_000``..., ``expr_000``... and the pose key.
@@ -179,6 +180,7 @@ def import_head(
         n_shape, n_expression: components to create; None: the preference defaults, capped at
             what the model has.
         name: object and mesh name.
+        teeth: add VHAP's 120 tooth vertices inside the mouth (5143 vertices, see ``core.teeth``).
 
     Raises ``FlameFileError`` / ``FlameParameterError`` with nothing added to the file.
     """
@@ -190,13 +192,16 @@ def import_head(
     n_shape, n_expression = _resolve_counts(model, n_shape, n_expression)
     faces = np.asarray(model["f"], dtype=np.int64)
     masks, corner_uvs = _optional_extras(model_file.parent, faces)
-    runtime.get_backend(model_file, n_shape, n_expression)  # fail before creating anything
+    if teeth:
+        faces, corner_uvs = _with_teeth(model_file, faces, corner_uvs)
+        model = runtime.get_model(model_file, teeth=True)
+    runtime.get_backend(model_file, n_shape, n_expression, teeth)  # fail before creating anything
 
     collection, view_layer = _target_collection(context_or_scene)
     mesh = bpy.data.meshes.new(name)
     obj = None
     try:
-        _fill_mesh(mesh, runtime.template(model_file), faces, corner_uvs)
+        _fill_mesh(mesh, runtime.template(model_file, teeth), faces, corner_uvs)
         obj = bpy.data.objects.new(name, mesh)
         obj.rotation_euler = (math.pi / 2.0, 0.0, 0.0)
         for mask_name, indices in masks.items():
@@ -207,6 +212,7 @@ def import_head(
             obj.flame.model_path = str(model_file)
             obj.flame.n_shape = n_shape
             obj.flame.n_expression = n_expression
+            obj.flame.teeth = bool(teeth)
         collection.objects.link(obj)
         update_head(obj)
     except BaseException:
@@ -223,6 +229,17 @@ def import_head(
         obj.select_set(True)
         view_layer.objects.active = obj
     return obj
+
+
+def _with_teeth(model_file: Path, faces: np.ndarray, corner_uvs: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None]:
+    """Faces and per-corner UVs with VHAP's teeth triangles (and UVs) appended."""
+    from ..core.teeth import teeth_faces
+
+    all_faces = np.asarray(runtime.get_model(model_file, teeth=True)["f"], dtype=np.int64)
+    if corner_uvs is not None:
+        teeth_uvs = core.teeth_uvs().astype(np.float32)[teeth_faces().reshape(-1)]
+        corner_uvs = np.concatenate([corner_uvs, teeth_uvs])
+    return all_faces, corner_uvs
 
 
 def _fill_mesh(mesh, vertices: np.ndarray, faces: np.ndarray, corner_uvs: np.ndarray | None) -> None:
@@ -377,7 +394,8 @@ def update_head(obj: bpy.types.Object, depsgraph=None, force: bool = True) -> bo
 
 def _write_pose_key(obj, key, cache: _HeadCache, coefficients: np.ndarray, pose: np.ndarray, coefficients_changed: bool) -> None:
     path = obj.flame.model_path
-    backend = runtime.get_backend(path, obj.flame.n_shape, obj.flame.n_expression)
+    teeth = obj.flame.teeth
+    backend = runtime.get_backend(path, obj.flame.n_shape, obj.flame.n_expression, teeth)
     if coefficients_changed or cache.v_shaped is None:
         n_shape = obj.flame.n_shape
         cache.v_shaped = np.asarray(
@@ -386,7 +404,7 @@ def _write_pose_key(obj, key, cache: _HeadCache, coefficients: np.ndarray, pose:
         cache.coefficients = coefficients
     vertices, _ = backend.posed(cache.v_shaped, pose[0:3], pose[3:6], pose[6:9], pose[9:15], pose[15:18])
     data = np.subtract(vertices, cache.v_shaped, dtype=np.float32)
-    data += runtime.template(path)
+    data += runtime.template(path, teeth)
     block = key.key_blocks[cache.pose_index]
     _set_key_points(block, data)
     if block.value != 1.0 or block.mute:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import bpy
 import numpy as np
-from bpy.props import IntProperty, StringProperty
+from bpy.props import BoolProperty, IntProperty, StringProperty
 from bpy_extras.io_utils import ExportHelper, ImportHelper
 
 from .. import core
@@ -51,6 +51,11 @@ class FLAME_OT_import_head(bpy.types.Operator, ImportHelper):
         description="-1: the preference default (capped at what the model has)",
     )
     name: StringProperty(name="Name", default="FLAME")
+    teeth: BoolProperty(
+        name="Teeth", default=False,
+        description="Add VHAP's teeth: 120 vertices inside the mouth, the upper row following the "
+        "neck, the lower the jaw",
+    )
 
     def invoke(self, context, event):
         from .preferences import get_preferences
@@ -72,7 +77,8 @@ class FLAME_OT_import_head(bpy.types.Operator, ImportHelper):
             self.report({"INFO"}, "No FLAME folder set: using the built-in synthetic model")
         try:
             obj = head.import_head(
-                context, source, n_shape=self.n_shape, n_expression=self.n_expression, name=self.name
+                context, source, n_shape=self.n_shape, n_expression=self.n_expression, name=self.name,
+                teeth=self.teeth,
             )
         except USER_ERRORS as error:
             self.report({"ERROR"}, f"FLAME import failed: {error}")

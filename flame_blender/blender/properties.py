@@ -44,6 +44,7 @@ class FlameObjectProperties(bpy.types.PropertyGroup):
     )
     n_shape: IntProperty(name="Identity Components", min=0, default=0)
     n_expression: IntProperty(name="Expression Components", min=0, default=0)
+    teeth: BoolProperty(name="Teeth", description="The head has VHAP's 120 tooth vertices", default=False)
 
     global_pose: _pose("Global Pose", 3, "Root rotation, axis-angle (radians)")
     neck_pose: _pose("Neck Pose", 3, "Neck rotation, axis-angle (radians)")

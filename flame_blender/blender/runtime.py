@@ -17,7 +17,7 @@ from .. import core
 
 _models: dict[str, dict[str, Any]] = {}
 _templates: dict[str, np.ndarray] = {}
-_backends: dict[tuple[str, str, int, int], Any] = {}
+_backends: dict[tuple[str, str, int, int, bool], Any] = {}
 _errors: dict[str, str] = {}
 _printed: set[str] = set()
 _backend_notes: dict[str, str] = {}
@@ -37,8 +37,10 @@ def model_key(path: str | Path) -> str:
     return key
 
 
-def get_model(path: str | Path) -> dict[str, Any]:
+def get_model(path: str | Path, teeth: bool = False) -> dict[str, Any]:
     """The model dict (``core.load_flame``) of one model file, loaded once per session.
+
+    ``teeth``: with VHAP's 120 tooth vertices added (``core.add_teeth``), made once too.
 
     Raises ``FlameFileError`` (and remembers the reason for :func:`model_error`) when it cannot be
     loaded.
@@ -55,20 +57,25 @@ def get_model(path: str | Path) -> dict[str, Any]:
             raise
         _models[key] = model
         _errors.pop(key, None)
+    if teeth:
+        with_teeth = _models.get(key + "#teeth")
+        if with_teeth is None:
+            with_teeth = _models[key + "#teeth"] = core.add_teeth(model)
+        return with_teeth
     return model
 
 
-def template(path: str | Path) -> np.ndarray:
-    """The model's template vertices as float32 ``(5023, 3)``: the ``Basis`` shape key."""
-    key = model_key(path)
+def template(path: str | Path, teeth: bool = False) -> np.ndarray:
+    """The model's template vertices as float32 ``(5023, 3)`` (5143 with teeth): the ``Basis`` key."""
+    key = model_key(path) + ("#teeth" if teeth else "")
     basis = _templates.get(key)
     if basis is None:
-        basis = np.ascontiguousarray(get_model(key)["v_template"], dtype=np.float32)
+        basis = np.ascontiguousarray(get_model(path, teeth)["v_template"], dtype=np.float32)
         _templates[key] = basis
     return basis
 
 
-def get_backend(path: str | Path, n_shape: int, n_expression: int) -> Any:
+def get_backend(path: str | Path, n_shape: int, n_expression: int, teeth: bool = False) -> Any:
     """A ``core.create_backend`` object for this model and these counts, with the preferred kind.
 
     When the preferred kind is not available (no PyTorch, no CUDA) the automatic choice is used
@@ -79,10 +86,10 @@ def get_backend(path: str | Path, n_shape: int, n_expression: int) -> Any:
     global _last_backend_name
     key = model_key(path)
     kind = backend_kind()
-    cache_key = (key, kind, int(n_shape), int(n_expression))
+    cache_key = (key, kind, int(n_shape), int(n_expression), bool(teeth))
     backend = _backends.get(cache_key)
     if backend is None:
-        model = get_model(key)
+        model = get_model(key, teeth)
         try:
             backend = core.create_backend(model, kind, n_shape=n_shape, n_expression=n_expression)
             _backend_notes.pop(kind, None)
@@ -140,6 +147,7 @@ def forget_errors() -> None:
     """Let models that failed to load be tried again (after loading a file, on Reload)."""
     for key in list(_errors):
         _models.pop(key, None)
+        _models.pop(key + "#teeth", None)
     _errors.clear()
     _resolved.clear()
     _printed.clear()

@@ -47,6 +47,11 @@ _EXPORTS = {
     "FlameOutput": "flame_torch",
     "FlameNumpy": "flame_numpy",
     "create_backend": "backend",
+    # the forward pass written once (numpy or torch), and the inputs trackers add
+    "lbs": "lbs",
+    "add_teeth": "teeth",
+    "teeth_uvs": "teeth",
+    "find_extra_blendshapes": "extra_blendshapes",
     # cameras
     "camera2pixel": "camera",
     "pixel2camera": "camera",

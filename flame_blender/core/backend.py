@@ -29,7 +29,8 @@ from typing import Any
 import numpy as np
 
 from .errors import FlameParameterError
-from .flame_numpy import prepare_flame_arrays, resolve_flame_source, rigid_transforms
+from .lbs import pose_feature, rigid_transforms
+from .model_arrays import prepare_flame_arrays, prepare_model
 from .rotation import axis_angle_to_matrix
 
 KINDS = ("auto", "torch_cpu", "torch_cuda", "numpy")
@@ -53,26 +54,30 @@ def create_backend(
     kind: str = "auto",
     n_shape: int | None = None,
     n_expression: int | None = None,
+    teeth: bool = False,
+    extra_blendshapes: bool | Mapping[str, Any] = True,
+    extra_stage: str = "posed",
 ) -> FlameBackend:
     """A single-head FLAME evaluator for ``model`` (a dict as ``load_flame`` returns, or a path).
 
-    ``n_shape``/``n_expression``: None = all the model holds. Raises ``ValueError`` for an unknown
+    ``n_shape``/``n_expression``: None = all the model holds. ``teeth``, ``extra_blendshapes`` and
+    ``extra_stage`` as for :class:`~.flame_torch.FLAME`. Raises ``ValueError`` for an unknown
     kind and ``RuntimeError`` when the kind cannot run here (no torch, no CUDA).
     """
     if kind not in KINDS:
         raise ValueError(f"backend kind {kind!r}: expected one of {KINDS}")
     if kind == "auto":
         kind = "torch_cpu" if torch_available() else "numpy"
-    source, _ = resolve_flame_source(model)
+    arrays, _ = prepare_model(model, n_shape, n_expression, teeth, extra_blendshapes, extra_stage)
     if kind == "numpy":
-        return FlameBackend(source, n_shape, n_expression)
+        return FlameBackend(arrays, extra_stage=extra_stage)
     if not torch_available():
         raise RuntimeError(f"backend {kind!r} needs PyTorch, which is not importable here; use 'numpy'")
     import torch
 
     if kind == "torch_cuda" and not torch.cuda.is_available():
         raise RuntimeError("backend 'torch_cuda': PyTorch sees no CUDA device here")
-    return TorchBackend(source, n_shape, n_expression, device="cuda" if kind == "torch_cuda" else "cpu")
+    return TorchBackend(arrays, extra_stage=extra_stage, device="cuda" if kind == "torch_cuda" else "cpu")
 
 
 class FlameBackend:
@@ -80,20 +85,36 @@ class FlameBackend:
 
     name = "NumPy"
 
-    def __init__(self, model: Mapping[str, Any], n_shape: int | None, n_expression: int | None) -> None:
-        arrays = prepare_flame_arrays(model, n_shape, n_expression)
+    def __init__(
+        self,
+        model: Any,
+        n_shape: int | None = None,
+        n_expression: int | None = None,
+        extra_stage: str = "posed",
+    ) -> None:
+        """``model``: prepared arrays (:func:`~.model_arrays.prepare_model`) or a model dict."""
+        arrays = model if hasattr(model, "blend_directions") else prepare_flame_arrays(model, n_shape, n_expression)
         self.arrays = arrays
+        self.extra_names = list(arrays.extra_names)
+        self.extra_stage = extra_stage
+        n_extra = len(arrays.extra_names)
         self.n_shape = arrays.n_shape
         self.n_expression = arrays.n_expression
         self.n_vertices = arrays.n_vertices
         self.faces = arrays.faces
         self.v_template = arrays.v_template.astype(np.float32)
         self._template_planar64 = arrays.v_template_planar
-        self._blend32 = arrays.blend_directions.astype(np.float32)
+        # shape, expression, then (for extra_stage "shaped") extra rows: one coefficient vector
+        shaped_extras = n_extra if extra_stage == "shaped" else 0
+        self._n_coefficients = self.n_shape + self.n_expression + shaped_extras
+        extra_rows = [arrays.extra_directions] if shaped_extras else []
+        self._blend32 = np.concatenate([arrays.blend_directions, *extra_rows]).astype(np.float32)
         self._joint_template = arrays.joint_template
-        self._joint_directions = arrays.joint_directions
+        extra_joint_rows = [arrays.extra_joint_directions] if shaped_extras else []
+        self._joint_directions = np.concatenate([arrays.joint_directions, *extra_joint_rows])
+        self._posed_extra = arrays.extra_directions.astype(np.float32) if n_extra and not shaped_extras else None
+        self._offsets: np.ndarray | None = None
         self._joint_regressor = arrays.joint_regressor
-        self._levels = arrays.levels
         self._parents = arrays.parents
         self._coefficients: np.ndarray | None = None
         self._planar64: np.ndarray | None = None
@@ -105,22 +126,34 @@ class FlameBackend:
 
     # -- the two calls the Blender layer makes ------------------------------------------------
 
-    def shaped(self, shape: Any = None, expression: Any = None) -> np.ndarray:
-        """``v_shaped`` ``(V, 3)`` float32 for ``shape (n_shape,)`` and ``expression (n_expression,)``."""
-        coefficients = np.zeros(self.n_shape + self.n_expression)
-        for name, value, start, size in (
-            ("shape", shape, 0, self.n_shape),
-            ("expression", expression, self.n_shape, self.n_expression),
+    def shaped(self, shape: Any = None, expression: Any = None, extra_params: Any = None, offsets: Any = None) -> np.ndarray:
+        """``v_shaped`` ``(V, 3)`` float32 for ``shape (n_shape,)`` and ``expression (n_expression,)``.
+
+        ``offsets (V, 3)`` are added before the joints are regressed; ``extra_params (E,)`` go
+        here when the extra blend shapes enter before skinning (``extra_stage="shaped"``) and to
+        :meth:`posed` otherwise.
+        """
+        coefficients = np.zeros(self._n_coefficients)
+        n_extra = self._n_coefficients - self.n_shape - self.n_expression
+        if extra_params is not None and not n_extra:
+            where = "posed()" if self._posed_extra is not None else "nothing: the model has no extra blend shapes"
+            raise FlameParameterError(f"extra_params: with extra_stage={self.extra_stage!r} they go to {where}")
+        for name, value, start, size, fewer in (
+            ("shape", shape, 0, self.n_shape, True),
+            ("expression", expression, self.n_shape, self.n_expression, True),
+            ("extra_params", extra_params, self.n_shape + self.n_expression, n_extra, False),
         ):
             if value is None:
                 continue
             vector = _vector(name, value)
-            if vector.size > size:
-                raise FlameParameterError(f"{name}: at most {size} values, got {vector.size}")
+            if vector.size > size or (not fewer and vector.size != size):
+                raise FlameParameterError(f"{name}: {'at most ' if fewer else ''}{size} values, got {vector.size}")
             coefficients[start : start + vector.size] = vector
+        offsets = self._check_offsets(offsets)
+        same_offsets = (offsets is None) == (self._offsets is None) and (offsets is None or np.array_equal(offsets, self._offsets))
         previous = self._coefficients
         changed = None if previous is None else np.flatnonzero(coefficients != previous)
-        if changed is not None and changed.size == 0 and self._last_shaped is not None:
+        if changed is not None and changed.size == 0 and self._last_shaped is not None and same_offsets:
             return self._last_shaped.copy()
         if not coefficients.any():
             planar64 = self._template_planar64.copy()
@@ -139,10 +172,27 @@ class FlameBackend:
             self._incremental_steps += 1
         self._coefficients = coefficients
         self._planar64 = planar64
+        self._offsets = offsets
         joints = (self._joint_template + coefficients @ self._joint_directions).reshape(-1, 3)
+        if offsets is not None:
+            planar64 = planar64 + offsets.T.reshape(-1)
+            joints = joints + self._joint_regressor @ offsets
         out = np.ascontiguousarray(planar64.reshape(3, -1).T, dtype=np.float32)
-        self._remember(out, joints)
+        self._remember(out, joints, planar64)
         return out
+
+    def _check_offsets(self, offsets: Any) -> np.ndarray | None:
+        if offsets is None:
+            return None
+        try:
+            array = np.asarray(offsets, dtype=np.float64)
+        except (TypeError, ValueError) as error:
+            raise FlameParameterError(f"offsets: not an array of numbers ({error})") from None
+        if array.shape != (self.n_vertices, 3):
+            raise FlameParameterError(f"offsets: expected shape ({self.n_vertices}, 3), got {array.shape}")
+        if not np.all(np.isfinite(array)):
+            raise FlameParameterError("offsets holds NaN or inf values")
+        return array
 
     def posed(
         self,
@@ -152,8 +202,20 @@ class FlameBackend:
         jaw_pose: Any = None,
         eye_pose: Any = None,
         transl: Any = None,
+        extra_params: Any = None,
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Pose ``v_shaped (V, 3)``: ``(vertices (V, 3) float32 C-contiguous, joints (5, 3) float64)``."""
+        """Pose ``v_shaped (V, 3)``: ``(vertices (V, 3) float32 C-contiguous, joints (5, 3) float64)``.
+
+        ``extra_params (E,)``: the extra blend shapes added after skinning (``extra_stage="posed"``).
+        """
+        extra = None
+        if extra_params is not None:
+            if self._posed_extra is None:
+                where = "shaped()" if self.extra_names else "nothing: the model has no extra blend shapes"
+                raise FlameParameterError(f"extra_params: with extra_stage={self.extra_stage!r} they go to {where}")
+            extra = _vector("extra_params", extra_params)
+            if extra.size != len(self.extra_names):
+                raise FlameParameterError(f"extra_params: expected {len(self.extra_names)} values, got {extra.size}")
         pose = np.zeros((5, 3))
         for name, value, row, size in (
             ("global_pose", global_pose, 0, 3),
@@ -180,10 +242,17 @@ class FlameBackend:
             rest_joints = self._joint_regressor @ v.astype(np.float64)
             planar = self._to_planar(v)
         rotations = axis_angle_to_matrix(pose[None])
-        transforms, world_joints, _ = rigid_transforms(rotations, rest_joints[None], self._levels, self._parents)
-        feature = (rotations[0, 1:] - np.eye(3)).reshape(-1)
+        transforms, world_joints, _ = rigid_transforms(rotations, rest_joints[None], self._parents)
+        feature = pose_feature(rotations)[0]
         per_joint = transforms[0].reshape(5, 12).T  # (12, J)
-        vertices = self._skin(planar, feature, per_joint, offset)
+        if extra is not None:  # metrical-tracker: after skinning, before the translation
+            shift = (extra.astype(np.float32) @ self._posed_extra).reshape(3, -1)
+            if offset is not None:
+                shift += offset.astype(np.float32)[:, None]
+            vertices = self._skin(planar, feature, per_joint, None)
+            vertices += shift.T
+        else:
+            vertices = self._skin(planar, feature, per_joint, offset)
         joints = world_joints[0] if offset is None else world_joints[0] + offset
         return vertices, joints
 
@@ -200,10 +269,10 @@ class FlameBackend:
     def _full_blend(self, coefficients: np.ndarray) -> np.ndarray:
         return self._template_planar64 + (coefficients.astype(np.float32) @ self._blend32).astype(np.float64)
 
-    def _remember(self, shaped: np.ndarray, joints: np.ndarray) -> None:
+    def _remember(self, shaped: np.ndarray, joints: np.ndarray, planar64: np.ndarray) -> None:
         self._last_shaped = shaped
         self._last_joints = joints
-        self._last_planar = self._planar64.astype(np.float32)
+        self._last_planar = planar64.astype(np.float32)
 
     def _to_planar(self, v: np.ndarray) -> Any:
         return np.ascontiguousarray(v.T, dtype=np.float32).reshape(-1)
@@ -228,10 +297,17 @@ class FlameBackend:
 class TorchBackend(FlameBackend):
     """The same with PyTorch for the per-vertex work (CPU or CUDA), in ``inference_mode``."""
 
-    def __init__(self, model: Mapping[str, Any], n_shape: int | None, n_expression: int | None, device: str = "cpu") -> None:
+    def __init__(
+        self,
+        model: Any,
+        n_shape: int | None = None,
+        n_expression: int | None = None,
+        extra_stage: str = "posed",
+        device: str = "cpu",
+    ) -> None:
         self.device = device
         self.name = "PyTorch CUDA" if device == "cuda" else "PyTorch CPU"
-        super().__init__(model, n_shape, n_expression)
+        super().__init__(model, n_shape, n_expression, extra_stage)
 
     def _setup_heavy(self, arrays: Any) -> None:
         import torch
@@ -245,7 +321,7 @@ class TorchBackend(FlameBackend):
         self._pose_t = tensor(arrays.pose_directions)
         self._weights_t = tensor(arrays.weights_transposed)
         # on the CPU the tensor shares the numpy array's memory (no second 24 MB copy)
-        self._blend_t = torch.from_numpy(self._blend32) if self.device == "cpu" else tensor(arrays.blend_directions)
+        self._blend_t = torch.from_numpy(self._blend32) if self.device == "cpu" else tensor(self._blend32)
         self._template_t = tensor(arrays.v_template_planar)
         with torch.inference_mode():
             self._posed_t = torch.empty(3 * n, device=self.device)
@@ -263,10 +339,10 @@ class TorchBackend(FlameBackend):
             planar = torch.addmm(self._template_t, c[None], self._blend_t)[0]
             return planar.cpu().numpy().astype(np.float64)
 
-    def _remember(self, shaped: np.ndarray, joints: np.ndarray) -> None:
+    def _remember(self, shaped: np.ndarray, joints: np.ndarray, planar64: np.ndarray) -> None:
         self._last_shaped = shaped
         self._last_joints = joints
-        self._last_planar = self._torch.from_numpy(self._planar64.astype(np.float32)).to(self.device)
+        self._last_planar = self._torch.from_numpy(planar64.astype(np.float32)).to(self.device)
 
     def _to_planar(self, v: np.ndarray) -> Any:
         return self._torch.from_numpy(np.ascontiguousarray(v.T, dtype=np.float32).reshape(-1)).to(self.device)

@@ -28,18 +28,17 @@ import numpy as np
 import torch
 
 from .errors import FlameParameterError
-from .flame_numpy import (
+from .landmarks import LandmarkSet
+from .landmarks import contour_bin as contour_bin_numpy
+from .lbs import pose_feature, rigid_transforms, skinning_displacement
+from .model_arrays import (
     PARAMETER_NAMES,
     POSE_ARGUMENTS,
     check_parameter_shapes,
     load_landmarks_beside,
-    prepare_flame_arrays,
-    resolve_flame_source,
-    rigid_transforms,
+    prepare_model,
 )
-from .landmarks import CONTOUR_MAX_DEGREES, LandmarkSet
-from .rotation import axis_angle_to_matrix as axis_angle_to_matrix_numpy
-from .rotation_torch import axis_angle_to_matrix
+from .rotation import axis_angle_to_matrix
 
 #: Heads per skinning chunk: four keep the per-vertex temporaries (about 250 kB a head in
 #: float32) in the L2 cache; measured fastest on the benchmark machine.
@@ -68,6 +67,13 @@ class FLAME(torch.nn.Module):
         dtype, device: of every buffer and output.
         landmarks: True loads every landmark embedding found beside the model file; a dict of
             :class:`~.landmark_io.LandmarkEmbedding` uses those; False none.
+        teeth: add VHAP's 120 tooth vertices (:mod:`.teeth`): 5143 vertices.
+        extra_blendshapes: True loads the known extra blend shapes beside the model
+            (metrical-tracker's ``l_eyelid.npy``/``r_eyelid.npy``, see :mod:`.extra_blendshapes`);
+            a dict name -> ``(5023, 3)`` uses those; False none. Their names: :attr:`extra_names`.
+        extra_stage: where they enter: "posed" (after skinning, before ``transl``, as
+            metrical-tracker does) or "shaped" (added to the shaped mesh: they move the joints
+            and the pose correctives).
 
     Attributes:
         faces: ``(F, 3)`` int64 triangles.
@@ -84,19 +90,22 @@ class FLAME(torch.nn.Module):
         dtype: torch.dtype = torch.float32,
         device: str | torch.device = "cpu",
         landmarks: bool | Mapping[str, Any] = True,
+        teeth: bool = False,
+        extra_blendshapes: bool | Mapping[str, Any] = True,
+        extra_stage: str = "posed",
     ) -> None:
         super().__init__()
         if dtype not in (torch.float32, torch.float64):
             raise FlameParameterError(f"dtype {dtype}: expected torch.float32 or torch.float64")
-        model, folder = resolve_flame_source(flame)
-        arrays = prepare_flame_arrays(model, n_shape, n_expression)
+        arrays, folder = prepare_model(flame, n_shape, n_expression, teeth, extra_blendshapes, extra_stage)
+        self.teeth = bool(teeth)
+        self.extra_names = list(arrays.extra_names)
+        self.extra_stage = extra_stage
         self.n_shape = arrays.n_shape
         self.n_expression = arrays.n_expression
         self.n_vertices = arrays.n_vertices
         self.n_joints = arrays.n_joints
         self.parents = arrays.parents
-        self._levels = arrays.levels
-        self._level_plan = _level_plan(arrays.levels, arrays.parents)
 
         def buffer(name: str, array: np.ndarray, floating: bool = True) -> None:
             tensor = torch.as_tensor(np.ascontiguousarray(array))
@@ -106,11 +115,15 @@ class FLAME(torch.nn.Module):
         buffer("faces", arrays.faces, floating=False)
         buffer("v_template", arrays.v_template)
         buffer("v_template_planar", arrays.v_template_planar)
-        # pose correctives, then shape, then expression rows: one product gives v_posed
-        buffer("directions", np.concatenate([arrays.pose_directions, arrays.blend_directions]))
+        # pose correctives, then shape, expression and extra rows: one product gives v_posed
+        extra_rows = [] if arrays.extra_directions is None else [arrays.extra_directions]
+        buffer("directions", np.concatenate([arrays.pose_directions, arrays.blend_directions, *extra_rows]))
         self.n_pose_rows = arrays.pose_directions.shape[0]
+        start = self.n_pose_rows + arrays.blend_directions.shape[0]
+        self._extra_rows = slice(start, start + len(self.extra_names))
+        extra_joint_rows = [] if arrays.extra_joint_directions is None else [arrays.extra_joint_directions]
         buffer("joint_template", arrays.joint_template)
-        buffer("joint_directions", arrays.joint_directions)
+        buffer("joint_directions", np.concatenate([arrays.joint_directions, *extra_joint_rows]))
         buffer("weights_transposed", arrays.weights_transposed)
         buffer("joint_regressor", arrays.joint_regressor)
 
@@ -140,7 +153,7 @@ class FLAME(torch.nn.Module):
     def extra_repr(self) -> str:
         return (
             f"n_shape={self.n_shape}, n_expression={self.n_expression}, vertices={self.n_vertices}, "
-            f"landmarks={self.landmarks.names}"
+            f"landmarks={self.landmarks.names}, extra_names={self.extra_names}, extra_stage={self.extra_stage!r}"
         )
 
     # -- public API -------------------------------------------------------------------------
@@ -154,8 +167,15 @@ class FLAME(torch.nn.Module):
         jaw_pose: Any = None,
         eye_pose: Any = None,
         transl: Any = None,
+        extra_params: Any = None,
+        offsets: Any = None,
     ) -> torch.Tensor:
-        """Posed vertices ``(B, V, 3)``, or ``(V, 3)`` when no argument has a batch axis."""
+        """Posed vertices ``(B, V, 3)``, or ``(V, 3)`` when no argument has a batch axis.
+
+        ``extra_params`` ``(E,)`` or ``(B, E)`` weigh :attr:`extra_names` in order; ``offsets``
+        ``(V, 3)`` or ``(B, V, 3)`` (VHAP's static + dynamic offsets) are added to the shaped
+        vertices before the joints are regressed.
+        """
         values, batch, batched = self._parse(
             shape_params=shape_params,
             expression_params=expression_params,
@@ -164,6 +184,8 @@ class FLAME(torch.nn.Module):
             jaw_pose=jaw_pose,
             eye_pose=eye_pose,
             transl=transl,
+            extra_params=extra_params,
+            offsets=offsets,
         )
         vertices, _, _ = self._forward(values, batch)
         return vertices if batched else vertices[0]
@@ -177,6 +199,8 @@ class FLAME(torch.nn.Module):
         jaw_pose: Any = None,
         eye_pose: Any = None,
         transl: Any = None,
+        extra_params: Any = None,
+        offsets: Any = None,
     ) -> FlameOutput:
         """Vertices, posed joints and every loaded landmark set (see :mod:`.landmarks`)."""
         values, batch, batched = self._parse(
@@ -187,6 +211,8 @@ class FLAME(torch.nn.Module):
             jaw_pose=jaw_pose,
             eye_pose=eye_pose,
             transl=transl,
+            extra_params=extra_params,
+            offsets=offsets,
         )
         vertices, joints, neck_rotations = self._forward(values, batch)
         landmarks = self.evaluate_landmarks(vertices, neck_rotations)
@@ -194,10 +220,10 @@ class FLAME(torch.nn.Module):
             return FlameOutput(vertices[0], joints[0], {k: v[0] for k, v in landmarks.items()})
         return FlameOutput(vertices, joints, landmarks)
 
-    def shape_blend(self, shape_params: Any = None, expression_params: Any = None) -> torch.Tensor:
-        """``v_shaped = v_template + shapedirs . betas``: ``(B, V, 3)`` or ``(V, 3)``."""
-        values, batch, batched = self._parse(shape_params=shape_params, expression_params=expression_params)
-        planar = self._blend(self.v_template_planar.expand(batch, -1), self._coefficient_pieces(values))
+    def shape_blend(self, shape_params: Any = None, expression_params: Any = None, offsets: Any = None) -> torch.Tensor:
+        """``v_shaped = v_template + shapedirs . betas (+ offsets)``: ``(B, V, 3)`` or ``(V, 3)``."""
+        values, batch, batched = self._parse(shape_params=shape_params, expression_params=expression_params, offsets=offsets)
+        planar = self._blend(self._base(values, batch), self._coefficient_pieces(values))
         out = planar.reshape(batch, 3, self.n_vertices).transpose(1, 2).contiguous()
         return out if batched else out[0]
 
@@ -256,7 +282,7 @@ class FLAME(torch.nn.Module):
             if neck_rotations is None:
                 bins = torch.zeros(batch, dtype=torch.int64, device=vertices.device)
             else:
-                bins = contour_bin(neck_rotations)
+                bins = contour_bin(neck_rotations)  # the choice of core/landmarks.py, not a copy
             vertex_indices = self._contour_vertices[bins]  # (B, 17, 3)
             barycentric = self._contour_barycentric[bins]  # (B, 17, 3)
             rows = torch.arange(batch, device=vertices.device).view(-1, 1, 1)
@@ -286,11 +312,24 @@ class FLAME(torch.nn.Module):
             if name not in PARAMETER_NAMES:
                 raise FlameParameterError(f"unknown parameter {name!r}; expected one of {PARAMETER_NAMES}")
         batch, batched = check_parameter_shapes(
-            {k: tuple(v.shape) for k, v in values.items()}, self.n_shape, self.n_expression
+            {k: tuple(v.shape) for k, v in values.items()}, self.n_shape, self.n_expression, len(self.extra_names)
         )
         _check_finite(values)
+        offsets = values.pop("offsets", None)
         values = {k: v.expand(batch, v.shape[-1]) for k, v in values.items()}
+        if offsets is not None:
+            if offsets.shape[-2] != self.n_vertices:
+                raise FlameParameterError(f"offsets: expected {self.n_vertices} vertices, got shape {tuple(offsets.shape)}")
+            values["offsets"] = offsets.expand(batch, self.n_vertices, 3)
         return values, batch, batched
+
+    def _base(self, values: Mapping[str, torch.Tensor], batch: int) -> torch.Tensor:
+        """``v_template (+ offsets)`` planar ``(B, 3V)``."""
+        base = self.v_template_planar.expand(batch, -1)
+        offsets = values.get("offsets")
+        if offsets is not None:
+            base = base + offsets.transpose(1, 2).reshape(batch, -1)
+        return base
 
     def _forward(
         self, values: Mapping[str, torch.Tensor], batch: int
@@ -302,14 +341,29 @@ class FLAME(torch.nn.Module):
             shifted = slice(rows.start - self.n_pose_rows, rows.stop - self.n_pose_rows)
             joints = torch.addmm(joints, coefficients, self.joint_directions[shifted])
         joints = joints.reshape(batch, self.n_joints, 3)
+        offsets = values.get("offsets")
+        if offsets is not None:
+            joints = joints + torch.einsum("jv,bvc->bjc", self.joint_regressor, offsets)
+        base = self._base(values, batch)
+        # extra blend shapes after skinning (metrical-tracker) come before the translation
+        posed_extra = values.get("extra_params") if self.extra_stage == "posed" else None
+        transl = values.get("transl") if posed_extra is None else None
         pose = _pose_vectors(values, batch)
+        neck = None
         if pose is None:
-            planar = self._blend(self.v_template_planar.expand(batch, -1), pieces)
-            return self._finish(planar, None, joints, values.get("transl")) + (None,)
-        feature, per_joint, posed_joints, neck = self._joint_math(pose, joints)
-        pieces = _merge_adjacent([(feature, slice(0, self.n_pose_rows))] + pieces)
-        v_posed = self._blend(self.v_template_planar.expand(batch, -1), pieces)
-        vertices, posed_joints = self._finish(v_posed, per_joint, posed_joints, values.get("transl"))
+            planar = self._blend(base, pieces)
+            vertices, posed_joints = self._finish(planar, None, joints, transl)
+        else:
+            feature, per_joint, posed_joints, neck = self._joint_math(pose, joints)
+            pieces = _merge_adjacent([(feature, slice(0, self.n_pose_rows))] + pieces)
+            v_posed = self._blend(base, pieces)
+            vertices, posed_joints = self._finish(v_posed, per_joint, posed_joints, transl)
+        if posed_extra is not None:
+            extra = (posed_extra @ self.directions[self._extra_rows]).view(batch, 3, self.n_vertices)
+            vertices = vertices + extra.transpose(1, 2)
+            if values.get("transl") is not None:
+                shift = values["transl"].unsqueeze(1)
+                vertices, posed_joints = vertices + shift, posed_joints + shift
         return vertices, posed_joints, neck
 
     def _coefficient_pieces(self, values: Mapping[str, torch.Tensor]) -> list[tuple[torch.Tensor, slice]]:
@@ -323,6 +377,9 @@ class FLAME(torch.nn.Module):
         if expression is not None and expression.shape[1]:
             start = first + self.n_shape
             pieces.append((expression, slice(start, start + expression.shape[1])))
+        extra = values.get("extra_params")
+        if extra is not None and self.extra_stage == "shaped":
+            pieces.append((extra, self._extra_rows))
         return _merge_adjacent(pieces)
 
     def _blend(self, base: torch.Tensor, pieces: list[tuple[torch.Tensor, slice]]) -> torch.Tensor:
@@ -330,7 +387,7 @@ class FLAME(torch.nn.Module):
         if (
             base.shape[0] <= SMALL_BATCH
             and self.device.type == "cpu"
-            and not (torch.is_grad_enabled() and any(c.requires_grad for c, _ in pieces))
+            and not (torch.is_grad_enabled() and (base.requires_grad or any(c.requires_grad for c, _ in pieces)))
         ):
             # A few heads without autograd: a memory-bound matrix-vector product of up to 24 MB.
             # numpy's BLAS (OpenBLAS) streams it up to 2.7x faster than torch's MKL does on AMD
@@ -340,7 +397,8 @@ class FLAME(torch.nn.Module):
             for coefficients, rows in pieces:
                 product = coefficients.detach().numpy() @ directions[rows]
                 out = product if out is None else np.add(out, product, out=out)
-            return torch.from_numpy(base.numpy().copy() if out is None else np.add(out, base.numpy(), out=out))
+            base_array = base.detach().numpy()
+            return torch.from_numpy(base_array.copy() if out is None else np.add(out, base_array, out=out))
         for coefficients, rows in pieces:
             base = torch.addmm(base, coefficients, self.directions[rows])
         return base
@@ -355,11 +413,9 @@ class FLAME(torch.nn.Module):
         if self.device.type == "cpu" and not needs_grad:
             # Without autograd on the CPU, these few dozen operations on 3x3 matrices are several
             # times faster in numpy than through torch's per-operation dispatch (and float64).
-            rotations = axis_angle_to_matrix_numpy(pose.numpy().astype(np.float64))
-            transforms, world_joints, world = rigid_transforms(
-                rotations, joints.numpy().astype(np.float64), self._levels, self.parents
-            )
-            feature = (rotations[:, 1:] - np.eye(3)).reshape(batch, -1)
+            rotations = axis_angle_to_matrix(pose.numpy().astype(np.float64))
+            transforms, world_joints, world = rigid_transforms(rotations, joints.numpy().astype(np.float64), self.parents)
+            feature = pose_feature(rotations)
             per_joint = transforms.reshape(batch, n_joints, 12).transpose(0, 2, 1)
 
             def back(array: np.ndarray) -> torch.Tensor:
@@ -367,14 +423,10 @@ class FLAME(torch.nn.Module):
 
             return back(feature), back(per_joint), back(world_joints), back(world[:, 1])
         rotations = axis_angle_to_matrix(pose)  # (B, J, 3, 3)
-        eye = torch.eye(3, dtype=rotations.dtype, device=rotations.device)
-        feature = (rotations[:, 1:] - eye).reshape(batch, -1)
-        world, moved = _chain(rotations, joints, self._level_plan)
-        delta = world - eye
-        offset = moved - (delta @ joints.unsqueeze(-1)).squeeze(-1)
-        transforms = torch.cat([delta, offset.unsqueeze(-1)], dim=-1)  # (B, J, 3, 4)
+        feature = pose_feature(rotations)
+        transforms, posed_joints, world = rigid_transforms(rotations, joints, self.parents)  # (B, J, 3, 4)
         per_joint = transforms.reshape(batch, n_joints, 12).transpose(1, 2)
-        return feature, per_joint, joints + moved, world[:, 1]
+        return feature, per_joint, posed_joints, world[:, 1]
 
     def _finish(
         self,
@@ -384,7 +436,7 @@ class FLAME(torch.nn.Module):
         transl: torch.Tensor | None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Skin (unless ``per_joint`` is None), translate and lay out ``(B, V, 3)``, in chunks."""
-        batch, n_vertices, n_joints = planar.shape[0], self.n_vertices, self.n_joints
+        batch, n_vertices = planar.shape[0], self.n_vertices
         tracked = torch.is_grad_enabled() and any(
             t is not None and t.requires_grad for t in (planar, per_joint, transl)
         )
@@ -399,9 +451,7 @@ class FLAME(torch.nn.Module):
             v = planar[start:stop].reshape(count, 3, n_vertices)
             change = None
             if per_joint is not None:
-                rows = per_joint[start:stop].reshape(count * 12, n_joints)
-                blended = torch.mm(rows, self.weights_transposed).view(count, 3, 4, n_vertices)
-                change = (blended[:, :, :3] * v.unsqueeze(1)).sum(2) + blended[:, :, 3]
+                change = skinning_displacement(v, per_joint[start:stop], self.weights_transposed)
             if transl is not None:
                 shift = transl[start:stop].unsqueeze(-1)
                 change = shift if change is None else change + shift
@@ -438,17 +488,14 @@ class FLAME(torch.nn.Module):
         each over its thread pool (and spin there), numpy does them in one thread with less
         overhead per call. Same arithmetic, same order.
         """
-        batch, n_vertices, n_joints = planar.shape[0], self.n_vertices, self.n_joints
+        batch, n_vertices = planar.shape[0], self.n_vertices
         v = planar.numpy().reshape(batch, 3, n_vertices)
         out = np.empty((batch, n_vertices, 3), dtype=v.dtype)
         target = out.transpose(0, 2, 1)  # planar view of the interleaved result
         if per_joint is None:
             change = None
         else:
-            rows = per_joint.numpy().reshape(batch, 12, n_joints)
-            blended = np.matmul(rows, self.weights_transposed.numpy()).reshape(batch, 3, 4, n_vertices)
-            change = (blended[:, :, :3] * v[:, None]).sum(axis=2)
-            change += blended[:, :, 3]
+            change = skinning_displacement(v, per_joint.numpy(), self.weights_transposed.numpy())
         if transl is not None:
             shift = transl.numpy()[:, :, None]
             change = shift if change is None else change + shift
@@ -476,64 +523,10 @@ def _merge_adjacent(pieces: list[tuple[torch.Tensor, slice]]) -> list[tuple[torc
 
 
 def contour_bin(neck_rotations: torch.Tensor) -> torch.Tensor:
-    """Contour table index ``(B,)`` int64 from ``R_root @ R_neck`` ``(B, 3, 3)`` (see :mod:`.landmarks`)."""
-    r = neck_rotations.detach()
-    yaw = torch.atan2(-r[:, 2, 0], torch.sqrt(r[:, 0, 0] ** 2 + r[:, 1, 0] ** 2))
-    angle = torch.round(torch.clamp(-torch.rad2deg(yaw), max=CONTOUR_MAX_DEGREES)).to(torch.int64)
-    below = torch.where(angle < -CONTOUR_MAX_DEGREES, 2 * CONTOUR_MAX_DEGREES, CONTOUR_MAX_DEGREES - angle)
-    return torch.where(angle >= 0, angle, below)
-
-
-def _level_plan(levels: tuple[tuple[int, ...], ...], parents: tuple[int, ...]) -> tuple[Any, ...]:
-    """For each level after the root's: (joint slice or list, parent positions in the previous level)."""
-    plan = []
-    for previous, level in zip(levels, levels[1:], strict=False):
-        positions = [previous.index(parents[j]) for j in level]
-        plan.append((_as_index(list(level)), _as_index(positions)))
-    order = [j for level in levels for j in level]
-    return tuple(plan), (None if order == list(range(len(order))) else order), _as_index(list(levels[0]))
-
-
-def _as_index(indices: list[int]) -> slice | list[int]:
-    if indices == list(range(indices[0], indices[-1] + 1)):
-        return slice(indices[0], indices[-1] + 1)
-    if len(set(indices)) == 1:
-        return slice(indices[0], indices[0] + 1)  # broadcasts over the level
-    return indices
-
-
-def _chain(rotations: torch.Tensor, joints: torch.Tensor, plan: tuple[Any, ...]) -> tuple[torch.Tensor, torch.Tensor]:
-    """World rotations ``(C, J, 3, 3)`` and joint displacements from rest ``(C, J, 3)``.
-
-    ``G_j = G_parent R_j``; ``d_j = d_parent + (G_parent - I)(J_j - J_parent)``, ``d_root = 0``.
-    Joints of one tree level are done together.
-    """
-    level_plan, order, root = plan
-    world = rotations[:, root]
-    moved = torch.zeros_like(joints[:, root])
-    world_parts, moved_parts = [world], [moved]
-    previous_joints = joints[:, root]
-    eye = torch.eye(3, dtype=rotations.dtype, device=rotations.device)
-    for level, parent_positions in level_plan:
-        parent_world = world[:, parent_positions]
-        parent_moved = moved[:, parent_positions]
-        level_joints = joints[:, level]
-        bone = level_joints - previous_joints[:, parent_positions]
-        world = parent_world @ rotations[:, level]
-        moved = parent_moved + ((parent_world - eye) @ bone.unsqueeze(-1)).squeeze(-1)
-        if world.shape[1] != level_joints.shape[1]:
-            world = world.expand(-1, level_joints.shape[1], -1, -1)
-            moved = moved.expand(-1, level_joints.shape[1], -1)
-        world_parts.append(world)
-        moved_parts.append(moved)
-        previous_joints = level_joints
-    world_all = torch.cat(world_parts, dim=1)
-    moved_all = torch.cat(moved_parts, dim=1)
-    if order is not None:
-        inverse = [order.index(j) for j in range(len(order))]
-        world_all = world_all[:, inverse]
-        moved_all = moved_all[:, inverse]
-    return world_all, moved_all
+    """Contour table index ``(B,)`` int64 from ``R_root @ R_neck`` ``(B, 3, 3)``: the choice
+    :func:`.landmarks.contour_bin` makes (no gradient flows through a table index)."""
+    bins = contour_bin_numpy(neck_rotations.detach().cpu().numpy().astype(np.float64))
+    return torch.as_tensor(np.asarray(bins, dtype=np.int64), device=neck_rotations.device)
 
 
 def _pose_vectors(values: Mapping[str, torch.Tensor], batch: int) -> torch.Tensor | None:

@@ -1,4 +1,4 @@
-"""Axis-angle rotations in numpy, exact at zero and accurate up to a half turn.
+"""Axis-angle rotations for numpy arrays and torch tensors, exact at zero and accurate up to a half turn.
 
 An axis-angle vector ``r`` (radians) rotates by ``theta = |r|`` about ``r / theta``. Rodrigues'
 formula, written with no ``1 - cos`` cancellation and no division by zero::
@@ -8,12 +8,14 @@ formula, written with no ``1 - cos`` cancellation and no division by zero::
 
 ``theta`` is taken as ``sqrt(theta^2 + tiny)`` with ``tiny`` the smallest normal number: that
 only changes ``theta`` where ``K`` is itself negligible, keeps ``sin(theta) / theta`` away from
-``0 / 0``, and (in :mod:`.rotation_torch`) keeps gradients finite at zero. A zero vector gives the
+``0 / 0``, and keeps torch gradients finite at zero (``d theta / d r = r / theta`` is 0, not 0 / 0). A zero vector gives the
 identity matrix bit for bit (``K = 0``, ``K^2 = 0``), which is what makes a zero pose reproduce
 ``v_template`` exactly.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import numpy as np
 
@@ -27,28 +29,50 @@ SKEW = np.array(
 )
 
 
-def axis_angle_to_matrix(rotation_vectors: np.ndarray) -> np.ndarray:
-    """Rotation matrices from axis-angle vectors.
+def axis_angle_to_matrix(rotation_vectors: Any) -> Any:
+    """Rotation matrices from axis-angle vectors, numpy or torch (differentiable).
 
     Args:
-        rotation_vectors: ``(..., 3)`` radians.
+        rotation_vectors: ``(..., 3)`` radians, a numpy array (or list) or a torch tensor.
     Returns:
-        ``(..., 3, 3)`` rotation matrices (the input's floating dtype, float64 for integers);
-        ``R @ p`` rotates a column vector ``p``.
+        ``(..., 3, 3)`` rotation matrices of the same kind (the input's floating dtype, float64
+        for integers); ``R @ p`` rotates a column vector ``p``.
     """
+    if type(rotation_vectors).__module__.startswith("torch"):
+        import torch
+
+        r = rotation_vectors
+        skew, eye = _torch_constants(r.dtype, r.device)
+        return _rodrigues(r, torch, skew, eye, torch.finfo(r.dtype).tiny)
     r = np.asarray(rotation_vectors)
     if not np.issubdtype(r.dtype, np.floating):
         r = r.astype(np.float64)
     if r.shape[-1:] != (3,):
         raise ValueError(f"axis-angle vectors must have 3 values in the last axis, got shape {r.shape}")
-    t2 = np.einsum("...i,...i->...", r, r)[..., None, None]
-    theta = np.sqrt(t2 + np.finfo(r.dtype).tiny)
-    half = np.sin(0.5 * theta) / theta
+    return _rodrigues(r, np, SKEW.astype(r.dtype, copy=False), np.eye(3, dtype=r.dtype), np.finfo(r.dtype).tiny)
+
+
+def _rodrigues(r: Any, xp: Any, skew: Any, eye: Any, tiny: float) -> Any:
+    """The formula of the module docstring, with ``xp`` = numpy or torch."""
+    t2 = (r * r).sum(-1)[..., None, None]
+    theta = xp.sqrt(t2 + tiny)
+    half = xp.sin(0.5 * theta) / theta
     versine = 2.0 * half * half
-    out = versine * (r[..., :, None] * r[..., None, :])
-    out += (r @ SKEW.astype(r.dtype, copy=False)).reshape(r.shape[:-1] + (3, 3)) * (np.sin(theta) / theta)
-    out += np.eye(3, dtype=r.dtype) * (1.0 - versine * t2)
-    return out
+    k = (r @ skew).reshape(tuple(r.shape[:-1]) + (3, 3))
+    return versine * (r[..., :, None] * r[..., None, :]) + (xp.sin(theta) / theta) * k + (1.0 - versine * t2) * eye
+
+
+_TORCH_CONSTANTS: dict[Any, tuple[Any, Any]] = {}
+
+
+def _torch_constants(dtype: Any, device: Any) -> tuple[Any, Any]:
+    found = _TORCH_CONSTANTS.get((dtype, device))
+    if found is None:
+        import torch
+
+        found = (torch.as_tensor(SKEW, dtype=dtype, device=device), torch.eye(3, dtype=dtype, device=device))
+        _TORCH_CONSTANTS[(dtype, device)] = found
+    return found
 
 
 def matrix_to_axis_angle(matrices: np.ndarray) -> np.ndarray:

@@ -289,6 +289,7 @@ class FlameNumpy:
         n_expression: int | None = 100,
         dtype: Any = np.float64,
         landmarks: bool | Mapping[str, Any] = True,
+        contour_convention: str = "deca",
     ) -> None:
         from .landmarks import LandmarkSet
 
@@ -315,7 +316,7 @@ class FlameNumpy:
             embeddings = dict(landmarks)
         else:
             embeddings = load_landmarks_beside(folder) if landmarks else {}
-        self.landmarks = LandmarkSet.from_embeddings(embeddings, arrays.faces)
+        self.landmarks = LandmarkSet.from_embeddings(embeddings, arrays.faces, contour_convention)
 
     # -- public API -------------------------------------------------------------------------
 

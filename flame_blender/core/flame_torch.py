@@ -68,6 +68,9 @@ class FLAME(torch.nn.Module):
         dtype, device: of every buffer and output.
         landmarks: True loads every landmark embedding found beside the model file; a dict of
             :class:`~.landmark_io.LandmarkEmbedding` uses those; False none.
+        contour_convention: how the head's yaw picks the jaw-contour row: ``"deca"`` (DECA's
+            sign, which puts the contour on the silhouette of the real files) or ``"smplx"``
+            (smplx / FLAME_PyTorch's mirrored choice); see :mod:`.landmarks`.
 
     Attributes:
         faces: ``(F, 3)`` int64 triangles.
@@ -84,6 +87,7 @@ class FLAME(torch.nn.Module):
         dtype: torch.dtype = torch.float32,
         device: str | torch.device = "cpu",
         landmarks: bool | Mapping[str, Any] = True,
+        contour_convention: str = "deca",
     ) -> None:
         super().__init__()
         if dtype not in (torch.float32, torch.float64):
@@ -118,7 +122,7 @@ class FLAME(torch.nn.Module):
             embeddings = dict(landmarks)
         else:
             embeddings = load_landmarks_beside(folder) if landmarks else {}
-        self.landmarks = LandmarkSet.from_embeddings(embeddings, arrays.faces)
+        self.landmarks = LandmarkSet.from_embeddings(embeddings, arrays.faces, contour_convention)
         self._static_landmarks: list[str] = []
         for name, (vertex_indices, barycentric) in self.landmarks.static.items():
             key = f"_landmark_{len(self._static_landmarks)}"
@@ -256,7 +260,7 @@ class FLAME(torch.nn.Module):
             if neck_rotations is None:
                 bins = torch.zeros(batch, dtype=torch.int64, device=vertices.device)
             else:
-                bins = contour_bin(neck_rotations)
+                bins = contour_bin(neck_rotations, self.landmarks.contour_sign)
             vertex_indices = self._contour_vertices[bins]  # (B, 17, 3)
             barycentric = self._contour_barycentric[bins]  # (B, 17, 3)
             rows = torch.arange(batch, device=vertices.device).view(-1, 1, 1)
@@ -475,11 +479,12 @@ def _merge_adjacent(pieces: list[tuple[torch.Tensor, slice]]) -> list[tuple[torc
     return merged
 
 
-def contour_bin(neck_rotations: torch.Tensor) -> torch.Tensor:
-    """Contour table index ``(B,)`` int64 from ``R_root @ R_neck`` ``(B, 3, 3)`` (see :mod:`.landmarks`)."""
+def contour_bin(neck_rotations: torch.Tensor, sign: float = 1.0) -> torch.Tensor:
+    """Contour table index ``(B,)`` int64 from ``R_root @ R_neck`` ``(B, 3, 3)``; ``sign`` +1 for
+    DECA's convention, -1 for smplx's (see :mod:`.landmarks`)."""
     r = neck_rotations.detach()
     yaw = torch.atan2(-r[:, 2, 0], torch.sqrt(r[:, 0, 0] ** 2 + r[:, 1, 0] ** 2))
-    angle = torch.round(torch.clamp(-torch.rad2deg(yaw), max=CONTOUR_MAX_DEGREES)).to(torch.int64)
+    angle = torch.round(torch.clamp(sign * torch.rad2deg(yaw), max=CONTOUR_MAX_DEGREES)).to(torch.int64)
     below = torch.where(angle < -CONTOUR_MAX_DEGREES, 2 * CONTOUR_MAX_DEGREES, CONTOUR_MAX_DEGREES - angle)
     return torch.where(angle >= 0, angle, below)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .contour import dynamic_contour_table
 from .geometry import (
     BROW_Y,
     CHIN_Y,
@@ -33,10 +34,6 @@ MASK_SIZES = {
     "scalp": 489, "boundary": 114, "face": 1787, "left_ear": 588, "left_eye_region": 287,
 }
 LIPS_DUPLICATES = 4
-
-# Head yaw (degrees, positive turns the face toward +x) of each row of the dynamic contour
-# table, in the order FLAME_PyTorch / smplx index it: round(-yaw) = 0..39, then -1..-39.
-CONTOUR_YAW_DEGREES = np.array([-float(i) for i in range(40)] + [float(i) for i in range(1, 40)])
 
 
 def _nearest(points: np.ndarray, centre, scale, count: int) -> np.ndarray:
@@ -168,14 +165,8 @@ def landmark_embeddings(mesh: HeadMesh) -> dict[str, tuple[np.ndarray, np.ndarra
     mediapipe_xy = np.concatenate([ibug[17:], _extra_mediapipe_xy()])
     f_mp, b_mp = project_to_mesh(mesh, mediapipe_xy)
     mediapipe_ids = np.sort(np.random.default_rng(468).choice(468, 105, replace=False))
-    dyn_faces = np.empty((79, 17), dtype=np.int64)
-    dyn_bary = np.empty((79, 17, 3))
-    for k, yaw_degrees in enumerate(CONTOUR_YAW_DEGREES):
-        yaw = np.radians(yaw_degrees)
-        # the contour seen on a turned head: it follows the face toward the turned side
-        xy = ibug[:17].copy()
-        xy[:, 0] = xy[:, 0] * (1 - 0.1 * np.abs(np.sin(yaw))) + 0.03 * np.sin(yaw)
-        dyn_faces[k], dyn_bary[k] = project_to_mesh(mesh, xy, head_yaw=yaw)
+    # the jaw contour per yaw bin, from the turned head's silhouettes (see .contour)
+    dyn_faces, dyn_bary = dynamic_contour_table(mesh, f68[:17], b68[:17])
     return {
         "static_68": (f68, b68),
         "static_51": (f68[17:], b68[17:]),

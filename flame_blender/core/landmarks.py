@@ -229,3 +229,53 @@ class LandmarkSet:
             if "static_51" in out:
                 out["dynamic_68"] = np.concatenate([contour, out["static_51"]], axis=1)
         return out
+
+
+@dataclass(frozen=True)
+class ContourChoice:
+    """Which contour row a sample used and why: the head's yaw (degrees, + = face toward +x)
+    relative to the camera, the row, and the convention."""
+
+    yaw_degrees: float
+    row: int
+    convention: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "yaw_deg": self.yaw_degrees,
+            "row": self.row,
+            "convention": self.convention,
+            "relative_to": "camera",
+        }
+
+
+def landmarks_for_camera(
+    landmarks: LandmarkSet,
+    vertices: np.ndarray,
+    global_pose: np.ndarray,
+    neck_pose: np.ndarray,
+    world_to_camera: np.ndarray,
+    head_centre: np.ndarray | None = None,
+) -> tuple[dict[str, np.ndarray], ContourChoice | None]:
+    """Every landmark set of posed ``vertices (V, 3)`` with the jaw contour chosen for a camera.
+
+    Args:
+        global_pose, neck_pose: ``(3,)`` axis-angle of the root and neck (the head's rotation).
+        world_to_camera: ``(4, 4)`` OpenCV world-to-camera matrix, world = FLAME model space.
+        head_centre: ``(3,)`` where the camera looks (see :func:`view_rotation`).
+
+    Returns name -> ``(L, 3)`` and the :class:`ContourChoice` (None without a contour table).
+    """
+    from .rotation import axis_angle_to_matrix
+
+    neck = axis_angle_to_matrix(np.asarray(global_pose, np.float64)) @ axis_angle_to_matrix(
+        np.asarray(neck_pose, np.float64)
+    )
+    rotation = view_rotation(neck, world_to_camera, head_centre)
+    points = landmarks.evaluate_numpy(np.asarray(vertices)[None], rotation[None])
+    choice = None
+    if landmarks.contour is not None:
+        choice = ContourChoice(
+            float(yaw_degrees(rotation)), int(landmarks.contour_rows(rotation)), landmarks.contour_convention
+        )
+    return {name: value[0] for name, value in points.items()}, choice

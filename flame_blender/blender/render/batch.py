@@ -168,7 +168,8 @@ class BatchRenderer:
         if s.flame_dir is None:
             s.flame_dir = Path(core.builtin_flame_dir())
         try:
-            self.model_file = Path(core.find_flame_model_file(s.flame_dir)).resolve()
+            # absolute, links kept: extras are read beside the path named (core.extras_folder)
+            self.model_file = core.absolute_path(core.find_flame_model_file(s.flame_dir))
             self.model = core.load_flame(self.model_file)
             self.flame_folder = self.model_file.parent
             total = int(self.model["shapedirs"].shape[2])
@@ -192,6 +193,15 @@ class BatchRenderer:
             self.landmark_names[name] = found
         texture_file = material.find_texture_model_file(self.flame_folder)
         self.texture_model = core.load_texture_model(texture_file) if texture_file else None
+        # a head without UVs, or a texture drawn for other UVs, gets no albedo, said and recorded
+        self.albedo_note = None
+        if self.texture_model is not None:
+            faces = np.asarray(self.model["f"], np.int64)
+            uvs = core.find_head_uvs(self.flame_folder, faces)
+            self.albedo_note = core.albedo_problem(self.texture_model, uvs.corner_uvs, len(faces))
+            if self.albedo_note is not None:
+                self.log(f"WARNING: {self.albedo_note}; the head gets a plain skin colour")
+                self.texture_model = None
         self.n_albedo = int(self.texture_model.n_components) if self.texture_model else 0
         if s.params_file is not None:
             self.parameters = self._load_parameters(s.params_file)
@@ -510,6 +520,7 @@ class BatchRenderer:
             "albedo": {
                 "model": self.texture_model.kind if self.texture_model else None,
                 "coefficients": spec.albedo.tolist(),
+                **({"note": self.albedo_note} if self.albedo_note else {}),
             },
             "camera": {
                 "intrinsics": {

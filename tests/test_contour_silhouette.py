@@ -24,15 +24,13 @@ from flame_blender.core.flame_torch import FLAME  # noqa: E402
 from flame_blender.core.rotation import axis_angle_to_matrix  # noqa: E402
 
 TOLERANCE = 0.0015  # metres
-# iBUG contour order: 0 on the head's right (-x) ... 8 the chin ... 16 on its left (+x). The
-# cheek points: the synthetic jaw blends into its neck without a crease, so the three lower
-# points beside the chin have no silhouette to lie on; the cheek ones always do.
-RIGHT_CHEEK, LEFT_CHEEK = range(0, 5), range(12, 17)
+# iBUG contour order: 0 on the head's right (-x) ... 8 the chin ... 16 on its left (+x).
+RIGHT_SIDE, LEFT_SIDE = range(0, 8), range(9, 17)
 
 
 def far_side(yaw_degrees: float) -> range:
     """Turning the face toward +x (positive yaw) takes its +x (left) side away from the camera."""
-    return LEFT_CHEEK if yaw_degrees > 0 else RIGHT_CHEEK
+    return LEFT_SIDE if yaw_degrees > 0 else RIGHT_SIDE
 
 
 @pytest.fixture(scope="module")

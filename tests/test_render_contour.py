@@ -24,9 +24,8 @@ SCRIPT = REPO_ROOT / "scripts" / "render_batch.py"
 SIZE = 256
 TOLERANCE_PX = 1.5
 DEPTH_STEP = 0.005  # metres between neighbouring pixel centres: a different surface
-# iBUG contour order: 0 on the head's right (-x) ... 16 on its left (+x); the cheek points (the
-# synthetic jaw blends into the neck without a silhouette near the chin)
-RIGHT_CHEEK, LEFT_CHEEK = list(range(0, 5)), list(range(12, 17))
+# iBUG contour order: 0 on the head's right (-x) ... 8 the chin ... 16 on its left (+x)
+RIGHT_SIDE, LEFT_SIDE = list(range(0, 8)), list(range(9, 17))
 
 
 def render(flame_dir: Path, out: Path, azimuth: float) -> tuple[dict, Path]:
@@ -77,7 +76,7 @@ def test_contour_sits_on_the_silhouette_in_the_picture(renders, azimuth: float) 
     contour = record["landmarks"]["ibug68_dynamic"]
     # the camera toward the head's left (+x) sees the head as if turned toward its right: the
     # far side, turning away from this camera, is the right (-x) cheek
-    far = RIGHT_CHEEK if azimuth > 0 else LEFT_CHEEK
+    far = RIGHT_SIDE if azimuth > 0 else LEFT_SIDE
     points = np.array([contour["points_2d"][i] for i in far])
     distances = np.linalg.norm(points[:, None, :] - edges[None, :, :], axis=2).min(axis=1)
     assert distances.max() <= TOLERANCE_PX, f"far-side contour {np.round(distances, 2)} px off the silhouette"

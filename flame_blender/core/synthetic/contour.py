@@ -15,11 +15,9 @@ sign puts the real rows on the real template's silhouettes, indexes them with
 
 Per row:
 - the near-side points and the chin keep the frontal jaw line (they do not slide);
-- each far-side point whose frontal place is on the cheek (``|x| >= SLIDING_MIN_X``) moves
-  along its image row to the last point of the front surface before the silhouette (the ray
-  there grazes the cheek; the next one misses the head or hits something well behind it);
-- the synthetic jaw blends into the neck without a crease, so the three lower far-side points
-  near the chin have no silhouette to move to and keep the frontal jaw line too.
+- each far-side point moves along its image row to the last point of the front surface before
+  the silhouette (the ray there grazes the cheek or jaw; the next one misses the head or hits
+  something well behind it, the ear or the neck).
 """
 
 from __future__ import annotations
@@ -32,8 +30,8 @@ N_ROWS = 79
 N_POINTS = 17
 MAX_DEGREES = 39
 #: Far-side points slide onto the silhouette when their frontal place is this far from the
-#: face's middle (metres): the cheek, not the chin.
-SLIDING_MIN_X = 0.03
+#: face's middle (metres): all but the chin.
+SLIDING_MIN_X = 0.005
 # Ray spacing along an image row (metres) and the depth drop between neighbouring rays that
 # marks the end of a surface: a smooth surface drops at most sqrt(2 * radius * step) ~ 1.4 mm
 # between rays this close, even right at a grazing point.

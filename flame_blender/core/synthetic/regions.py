@@ -85,8 +85,8 @@ def _ibug68_xy() -> np.ndarray:
     t = np.linspace(0.0, np.pi, 17)
     top, bottom = EYE_Y - 0.004, CHIN_Y - 0.012
     jaw = np.stack([-0.062 * np.cos(t) * (1 - 0.45 * np.sin(t) ** 3),
-                    top - (top - bottom) * np.sin(t / 2) ** 1.6 * (t <= np.pi / 2)
-                    - (top - bottom) * np.sin((np.pi - t) / 2) ** 1.6 * (t > np.pi / 2)], axis=1)
+                    # from the ears (eye height) down to the chin's lowest point at t = pi / 2
+                    top - (top - bottom) * np.sin(t) ** 1.6], axis=1)
     brow_right = np.array([[-0.054, -0.006], [-0.045, 0.001], [-0.034, 0.004], [-0.023, 0.003],
                            [-0.012, 0.0]]) + np.array([0.0, BROW_Y - 0.002])
     brow_left = brow_right[::-1] * np.array([-1.0, 1.0])

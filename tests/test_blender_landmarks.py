@@ -10,6 +10,7 @@ import pytest
 bpy = pytest.importorskip("bpy")
 
 from flame_blender import blender as flame_blender_layer  # noqa: E402
+from flame_blender import core  # noqa: E402
 from flame_blender.blender import get_parameters, import_head, landmark_empties, set_parameters  # noqa: E402
 from flame_blender.core import FlameNumpy, FlameParameters, load_flame, load_landmark_embeddings  # noqa: E402
 
@@ -125,20 +126,30 @@ def test_missing_embedding_is_an_error_with_nothing_created(blender_scene, flame
     assert landmark_empties.landmark_empties(obj) == []
 
 
-def test_ibug68_from_jaw_contour_and_static_51_follows_the_yaw(blender_scene, flame_dir, tmp_path):
+def test_ibug68_is_one_definition_the_fixed_68_points(blender_scene, flame_dir, tmp_path):
+    # Without flame_static_embedding_68.pkl, "iBUG 68" is DECA's fixed 68 points, for the
+    # empties and for the batch renderer alike (the empties used to switch to the yaw-dependent
+    # contour + static 51 while the batch took DECA's 68).
+    from flame_blender.blender.render.batch import LANDMARK_SETS
+
     folder = tmp_path / "flame"
     shutil.copytree(flame_dir, folder)
     (folder / "flame_static_embedding_68.pkl").unlink()
     obj = import_head(bpy.context, folder, n_shape=4, n_expression=2)
     landmark_empties.add_landmark_empties(obj, "ibug68")
     reference = FlameNumpy(folder, n_shape=4, n_expression=2)
-    for yaw in (0.0, 0.5, -0.6):  # different rows of the contour table
+    deca_68 = core.load_deca_landmark_embedding(folder)["full_68"]
+    faces = np.asarray(reference.faces)
+    for yaw in (0.0, 0.5, -0.6):  # the dynamic contour would change with these
         obj.flame.global_pose = (0.1, yaw, 0.0)
         bpy.context.view_layer.update()
         matrix = np.array(obj.matrix_world)
-        want = reference.run(**get_parameters(obj).forward_kwargs()).landmarks["dynamic_68"]
+        vertices = reference.run(**get_parameters(obj).forward_kwargs()).vertices
+        want = np.einsum("lkc,lk->lc", vertices[faces[deca_68.face_indices]], deca_68.barycentric)
         got = empty_world_positions(obj, "ibug68")
         assert np.abs(got - (want @ matrix[:3, :3].T + matrix[:3, 3])).max() < TOLERANCE, yaw
+    batch_choice = next(key for key in LANDMARK_SETS["ibug68"] if key in reference.landmarks.names)
+    assert batch_choice == "full_68"
 
 
 def test_deleting_empties_or_the_head_raises_nothing(small_head, flame_dir, flame_reference, capfd):

@@ -59,10 +59,11 @@ def test_torch_rotation_gradcheck_including_zero_and_pi() -> None:
 # -- contour choice ------------------------------------------------------------------------------
 
 
-def test_contour_bin_follows_the_flame_pytorch_lookup() -> None:
+def test_contour_bin_follows_the_flame_pytorch_lookup_in_the_smplx_convention() -> None:
     yaw = np.array([0.0, -0.4, -0.6, -1.0, -39.0, -39.4, -60.0, 1.0, 20.0, 39.0, 39.6, 90.0])
     expected = [0, 0, 1, 1, 39, 39, 39, 40, 59, 78, 78, 78]
-    assert lm.contour_bin_from_yaw(yaw).tolist() == expected
+    assert lm.contour_bin_from_yaw(yaw, "smplx").tolist() == expected
+    # the default (DECA's sign) reads each row as the yaw it was drawn for
     assert lm.YAW_BIN_DEGREES[lm.contour_bin_from_yaw(np.arange(-39.0, 40.0))].tolist() == list(np.arange(-39.0, 40.0))
 
 
@@ -70,12 +71,14 @@ def test_contour_bin_uses_global_then_neck_rotation() -> None:
     def yaw_rotation(degrees: float) -> np.ndarray:
         return axis_angle_to_matrix(np.array([0.0, np.radians(degrees), 0.0]))
 
-    assert lm.contour_bin(yaw_rotation(12.0) @ yaw_rotation(8.0)) == 39 + 20
-    assert lm.contour_bin(yaw_rotation(-25.0)) == 25
-    torch_bins = __import__("flame_blender.core.flame_torch", fromlist=["contour_bin"]).contour_bin(
-        torch.from_numpy(np.stack([yaw_rotation(d) for d in (-25.0, 0.0, 20.0, 50.0)]))
-    )
-    assert torch_bins.tolist() == [25, 0, 59, 78]
+    assert lm.contour_bin(yaw_rotation(12.0) @ yaw_rotation(8.0), "smplx") == 39 + 20
+    assert lm.contour_bin(yaw_rotation(-25.0), "smplx") == 25
+    assert lm.contour_bin(yaw_rotation(12.0) @ yaw_rotation(8.0)) == 20
+    assert lm.contour_bin(yaw_rotation(-25.0)) == 39 + 25
+    torch_contour_bin = __import__("flame_blender.core.flame_torch", fromlist=["contour_bin"]).contour_bin
+    rotations = torch.from_numpy(np.stack([yaw_rotation(d) for d in (-25.0, 0.0, 20.0, 50.0)]))
+    assert torch_contour_bin(rotations, -1.0).tolist() == [25, 0, 59, 78]
+    assert torch_contour_bin(rotations).tolist() == [64, 0, 20, 39]
 
 
 # -- the synthetic model, from its files ----------------------------------------------------------
@@ -119,7 +122,7 @@ def test_landmarks_are_barycentric_points_of_the_posed_mesh(synthetic: tuple[Pat
     contour = embeddings["dynamic_contour"]
     world_neck = axis_angle_to_matrix(pose["global_pose"]) @ axis_angle_to_matrix(pose["neck_pose"])
     yaw = np.degrees(np.arctan2(-world_neck[2, 0], np.hypot(world_neck[0, 0], world_neck[1, 0])))
-    row = int(round(min(-yaw, 39)))
+    row = int(round(min(yaw, 39)))  # DECA's sign, the default
     row = row if row >= 0 else (78 if row < -39 else 39 - row)
     corners = vertices[faces[contour.face_indices[row]]]
     expected = (corners * contour.barycentric[row][:, :, None]).sum(axis=1)

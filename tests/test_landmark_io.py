@@ -22,7 +22,7 @@ from flame_blender.core.landmark_io import (
 
 N_FACES = 9976
 # FLAME_PyTorch's table order, written out here rather than taken from the module under test.
-EXPECTED_YAW_BINS = np.array([0.0, *(-np.arange(1.0, 40.0)), *np.arange(1.0, 40.0)])
+EXPECTED_YAW_BINS = np.array([0.0, *np.arange(1.0, 40.0), *(-np.arange(1.0, 40.0))])
 
 
 def _embedding(rng: np.random.Generator, shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:

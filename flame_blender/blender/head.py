@@ -29,7 +29,6 @@ import numpy as np
 from .. import core
 from ..core.errors import FlameFileError, FlameParameterError
 from ..core.flame_numpy import SHAPE_SPACE_SIZE
-from ..core.numpy_files import load_npz
 from . import landmark_empties, runtime
 
 BASIS_KEY = "Basis"
@@ -115,44 +114,18 @@ def _resolve_counts(model: dict, n_shape: int | None, n_expression: int | None) 
 
 
 def _optional_extras(folder: Path, faces: np.ndarray) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
-    """Masks and per-corner UVs ``(3F, 2)`` from files beside the model, when present."""
+    """Masks and per-corner UVs ``(3F, 2)`` from files beside the model, when present (UVs:
+    ``core.find_head_uvs``, which says why it skipped a template OBJ)."""
     masks: dict[str, np.ndarray] = {}
     masks_file = folder / "FLAME_masks.pkl"
     if masks_file.is_file():
         masks = core.load_flame_masks(masks_file)
-    corner_uvs = None
-    template_file = folder / "head_template_mesh.obj"
-    if template_file.is_file():
-        template = core.load_template_mesh(template_file)
-        if template.uv_faces.shape == faces.shape and np.array_equal(template.faces, faces):
-            corner_uvs = np.asarray(template.uvs, dtype=np.float32)[template.uv_faces.reshape(-1)]
-    if corner_uvs is None:
-        corner_uvs = _texture_file_uvs(folder, faces.shape[0])
-    return masks, corner_uvs
-
-
-def _texture_file_uvs(folder: Path, n_faces: int) -> np.ndarray | None:
-    """Per-corner UVs from ``vt``/``ft`` of a texture model beside the model, without loading
-    its (large) image basis: only these two members of the archive are read."""
-    for name in ("FLAME_texture.npz", "albedoModel2020_FLAME_albedoPart.npz"):
-        path = folder / name
-        if not path.is_file():
-            continue
-        # the strict reader (limits, no pickles, only FlameFileError), these two members only
-        arrays = load_npz(path, only=("vt", "ft"))
-        if "vt" not in arrays or "ft" not in arrays:
-            continue
-        uvs, uv_faces = arrays["vt"], arrays["ft"]
-        if (
-            uvs.ndim != 2 or uvs.shape[1] != 2 or uv_faces.shape != (n_faces, 3)
-            or uv_faces.dtype.kind not in "iu" or uv_faces.max() >= uvs.shape[0]
-        ):
-            raise FlameFileError(
-                path, f"UVs 'vt' {uvs.shape} / 'ft' {uv_faces.shape} do not fit the model's "
-                f"{n_faces} triangles; expected (T, 2) and ({n_faces}, 3) with indices below T"
-            )
-        return np.asarray(uvs, dtype=np.float32)[uv_faces.astype(np.int64).reshape(-1)]
-    return None
+    uvs = core.find_head_uvs(folder, faces)
+    for note in uvs.notes:
+        print(f"FLAME: {note}")
+    if uvs.corner_uvs is None:
+        print(f"FLAME: {folder}: no UVs for the head (no template OBJ with UVs, no texture 'vt'/'ft'): no albedo")
+    return masks, uvs.corner_uvs
 
 
 def _target_collection(context_or_scene: Any):
@@ -187,7 +160,8 @@ def import_head(
     path = Path(bpy.path.abspath(str(flame_dir))).expanduser()
     if not path.exists():
         raise FlameFileError(path, "no such file or folder; expected a FLAME folder or model .pkl")
-    model_file = Path(core.find_flame_model_file(path)).resolve()
+    # absolute but not resolved: a symlinked model reads the extras beside the link, as core does
+    model_file = core.absolute_path(core.find_flame_model_file(path))
     model = runtime.get_model(model_file)
     n_shape, n_expression = _resolve_counts(model, n_shape, n_expression)
     faces = np.asarray(model["f"], dtype=np.int64)

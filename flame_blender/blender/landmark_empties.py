@@ -24,7 +24,7 @@ import numpy as np
 from .. import core
 from ..core import landmark_io
 from ..core.errors import FlameFileError, FlameParameterError
-from ..core.landmarks import LandmarkSet
+from ..core.landmarks import LandmarkSet, landmark_set_output
 from ..core.rotation import axis_angle_to_matrix
 from . import runtime
 
@@ -34,7 +34,7 @@ HEAD_PROPERTY = "flame_landmark_head"  # on the collection: the head it holds la
 #: Set id -> (label, description).
 LANDMARK_SETS = {
     "mediapipe": ("MediaPipe 105", "The 105 MediaPipe face-mesh landmarks of FLAME's mediapipe embedding"),
-    "ibug68": ("iBUG 68", "The 68 iBUG landmarks (static 68 embedding; else jaw contour by yaw + static 51)"),
+    "ibug68": ("iBUG 68", "The 68 iBUG landmarks: the fixed 68-point embedding (flame_static_embedding_68.pkl, else DECA's)"),
 }
 EMPTY_SIZE = 0.002  # metres: the sphere's radius, about a landmark's precision
 
@@ -89,19 +89,15 @@ def _evaluator(model_path: str, landmark_set: str) -> _Evaluator:
             )
         chosen = {"mediapipe": embeddings["mediapipe"]}
         output = "mediapipe"
-    elif "static_68" in embeddings:
-        chosen, output = {"static_68": embeddings["static_68"]}, "static_68"
-    elif "static_51" in embeddings and "dynamic_contour" in embeddings:
-        chosen = {name: embeddings[name] for name in ("static_51", "dynamic_contour")}
-        output = "dynamic_68"
-    elif "full_68" in embeddings:
-        chosen, output = {"full_68": embeddings["full_68"]}, "full_68"
     else:
-        raise FlameFileError(
-            folder / landmark_io.STATIC_FILE_NAMES[68],
-            "missing: iBUG 68 empties need it, or flame_static_embedding.pkl with "
-            f"{landmark_io.DYNAMIC_FILE_NAME}, or DECA's {landmark_io.DECA_FILE_NAME}, beside the model",
-        )
+        # core's one definition of "iBUG 68", the same as the batch renderer's --landmarks ibug68
+        output = landmark_set_output("ibug68", embeddings)
+        if output is None:
+            raise FlameFileError(
+                folder / landmark_io.STATIC_FILE_NAMES[68],
+                f"missing: iBUG 68 empties need it, or DECA's {landmark_io.DECA_FILE_NAME}, beside the model",
+            )
+        chosen = {output: embeddings[output]}
     try:
         landmarks = LandmarkSet.from_embeddings(chosen, faces)
     except ValueError as error:

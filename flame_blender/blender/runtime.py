@@ -28,10 +28,11 @@ _resolved: dict[str, str] = {}
 
 
 def model_key(path: str | Path) -> str:
-    """The absolute, resolved path (cached: this runs on every pose update)."""
+    """The absolute path (cached: this runs on every pose update). Symbolic links are kept, not
+    resolved: the extras beside a linked model are the link's folder's (``core.extras_folder``)."""
     key = _resolved.get(path) if isinstance(path, str) else None
     if key is None:
-        key = str(Path(path).expanduser().resolve())
+        key = str(core.absolute_path(path))
         if isinstance(path, str):
             _resolved[path] = key
     return key

@@ -58,6 +58,11 @@ _EXPORTS = {
     "intrinsic_matrix": "camera",
     "intrinsics_from_blender": "camera",
     "world_to_camera_from_blender": "camera",
+    # the files beside a model: where extras are read, the head's UVs, albedo checks (issue 15)
+    "extras_folder": "flame_folder",
+    "absolute_path": "flame_folder",
+    "find_head_uvs": "flame_folder",
+    "albedo_problem": "flame_folder",
     # parameter sets
     "FlameParameters": "parameters",
     "load_parameters": "parameters",

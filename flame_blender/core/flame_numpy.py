@@ -76,6 +76,7 @@ class FlameNumpy:
         teeth: bool = False,
         extra_blendshapes: bool | Mapping[str, Any] = True,
         extra_stage: str = "posed",
+        contour_convention: str = "deca",
     ) -> None:
         from .landmarks import LandmarkSet
 
@@ -107,7 +108,7 @@ class FlameNumpy:
             embeddings = dict(landmarks)
         else:
             embeddings = load_landmarks_beside(folder) if landmarks else {}
-        self.landmarks = LandmarkSet.from_embeddings(embeddings, arrays.faces)
+        self.landmarks = LandmarkSet.from_embeddings(embeddings, arrays.faces, contour_convention)
 
     # -- public API -------------------------------------------------------------------------
 

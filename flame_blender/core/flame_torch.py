@@ -74,6 +74,9 @@ class FLAME(torch.nn.Module):
         extra_stage: where they enter: "posed" (after skinning, before ``transl``, as
             metrical-tracker does) or "shaped" (added to the shaped mesh: they move the joints
             and the pose correctives).
+        contour_convention: how the head's yaw picks the jaw-contour row: ``"deca"`` (DECA's
+            sign, which puts the contour on the silhouette of the real files) or ``"smplx"``
+            (smplx / FLAME_PyTorch's mirrored choice); see :mod:`.landmarks`.
 
     Attributes:
         faces: ``(F, 3)`` int64 triangles.
@@ -93,6 +96,7 @@ class FLAME(torch.nn.Module):
         teeth: bool = False,
         extra_blendshapes: bool | Mapping[str, Any] = True,
         extra_stage: str = "posed",
+        contour_convention: str = "deca",
     ) -> None:
         super().__init__()
         if dtype not in (torch.float32, torch.float64):
@@ -131,7 +135,7 @@ class FLAME(torch.nn.Module):
             embeddings = dict(landmarks)
         else:
             embeddings = load_landmarks_beside(folder) if landmarks else {}
-        self.landmarks = LandmarkSet.from_embeddings(embeddings, arrays.faces)
+        self.landmarks = LandmarkSet.from_embeddings(embeddings, arrays.faces, contour_convention)
         self._static_landmarks: list[str] = []
         for name, (vertex_indices, barycentric) in self.landmarks.static.items():
             key = f"_landmark_{len(self._static_landmarks)}"
@@ -282,7 +286,7 @@ class FLAME(torch.nn.Module):
             if neck_rotations is None:
                 bins = torch.zeros(batch, dtype=torch.int64, device=vertices.device)
             else:
-                bins = contour_bin(neck_rotations)  # the choice of core/landmarks.py, not a copy
+                bins = contour_bin(neck_rotations, self.landmarks.contour_convention)
             vertex_indices = self._contour_vertices[bins]  # (B, 17, 3)
             barycentric = self._contour_barycentric[bins]  # (B, 17, 3)
             rows = torch.arange(batch, device=vertices.device).view(-1, 1, 1)
@@ -522,10 +526,10 @@ def _merge_adjacent(pieces: list[tuple[torch.Tensor, slice]]) -> list[tuple[torc
     return merged
 
 
-def contour_bin(neck_rotations: torch.Tensor) -> torch.Tensor:
+def contour_bin(neck_rotations: torch.Tensor, convention: str = "deca") -> torch.Tensor:
     """Contour table index ``(B,)`` int64 from ``R_root @ R_neck`` ``(B, 3, 3)``: the choice
     :func:`.landmarks.contour_bin` makes (no gradient flows through a table index)."""
-    bins = contour_bin_numpy(neck_rotations.detach().cpu().numpy().astype(np.float64))
+    bins = contour_bin_numpy(neck_rotations.detach().cpu().numpy().astype(np.float64), convention)
     return torch.as_tensor(np.asarray(bins, dtype=np.int64), device=neck_rotations.device)
 
 

@@ -223,8 +223,9 @@ def load_static_landmark_embedding(path: str | Path, count: int | None = 51) -> 
 
 
 def yaw_bins_degrees() -> np.ndarray:
-    """Head yaw of each dynamic-contour row, float64 (79,): 0, -1, ..., -39, then 1, ..., 39
-    degrees, the table order FLAME_PyTorch's look-up uses (see ``landmarks.YAW_BIN_DEGREES``)."""
+    """Head yaw of each dynamic-contour row, float64 (79,): 0, 1, ..., 39, then -1, ..., -39
+    degrees (positive: the face turned toward +x), the rows' geometric meaning as DECA's look-up
+    reads them (see ``landmarks.YAW_BIN_DEGREES``)."""
     return YAW_BIN_DEGREES.copy()
 
 

@@ -39,6 +39,7 @@ import numpy as np
 
 from ... import core
 from ...core import camera as core_camera
+from ...core import landmarks as core_landmarks
 from ...core.atomic import atomic_write_text, atomic_write_with, remove_stale_temporaries
 from ...core.contact_sheet import colourize_labels, colourize_normals, contact_sheet, draw_landmarks
 from ...core.dataset import SampleSpec, SamplingRanges, sample_id, sample_spec, shard_indices
@@ -50,19 +51,15 @@ from ...core.parameters import FlameParameters, load_parameter_sequence
 from ...core.png import read_png, write_png
 from ...core.segmentation import LABELS, label_table
 from . import device as cycles_device
-from . import material, passes, studio
+from . import material, passes, studio, visibility
 
 FORMAT_VERSION = 1
 SAMPLES_FOLDER = "samples"
 #: ``--landmarks`` names -> landmark sets of core's forward pass (``FlameNumpy.run``), first
-#: found wins. ``ibug68`` is the fixed 68-point embedding; ``ibug68_dynamic`` has the jaw
-#: contour that slides with the head's yaw (DECA / RingNet style), static 51 for the rest.
-LANDMARK_SETS: dict[str, tuple[str, ...]] = {
-    "mediapipe": ("mediapipe",),
-    "ibug68": ("static_68", "full_68"),
-    "ibug51": ("static_51",),
-    "ibug68_dynamic": ("dynamic_68",),
-}
+#: found wins: core's one definition (``core.landmarks.LANDMARK_SET_SOURCES``). ``ibug68`` is the
+#: fixed 68-point embedding; ``ibug68_dynamic`` has the jaw contour that slides with the head's
+#: yaw relative to the camera (DECA / RingNet style), static 51 for the rest.
+LANDMARK_SETS: dict[str, tuple[str, ...]] = core_landmarks.LANDMARK_SET_SOURCES
 DEFAULT_LANDMARK_SETS = ("mediapipe", "ibug68")
 FILE_KINDS = {
     "rgb": "rgb.png",
@@ -85,6 +82,13 @@ CONVENTIONS = {
     "landmark (the tangent plane of one of the four pixel centres around it, met by the "
     "landmark's ray) is within 2 mm of its camera z: nothing in front of it. A landmark right "
     "on a silhouette, where no pixel around it sees its own surface, counts as not visible",
+    "visible_ray": "in front of the camera, inside the image, and the straight segment from "
+    "the camera centre to the landmark meets the rendered head mesh nowhere more than 0.1 mm "
+    "before the landmark (Blender BVH ray cast, exact); occluded_by_m says how far before it "
+    "the first surface met is",
+    "contour": "ibug68_dynamic: the jaw-contour row is chosen from the head's yaw relative to "
+    "the camera (the line of sight to the head's centre), not from the head pose alone; "
+    "yaw_deg > 0 = the face turned toward its left (+x) as the camera sees it",
 }
 
 
@@ -141,6 +145,8 @@ class BatchRenderer:
         self.timer = passes.RenderTimer()
         #: wall seconds per phase of render_sample, summed over samples (for the benchmark)
         self.phase_seconds: dict[str, float] = {}
+        #: the jaw-contour row of the sample being rendered (camera-relative), or None
+        self.contour_choice: core_landmarks.ContourChoice | None = None
 
     # -- validation (no writes) -------------------------------------------------------------
 
@@ -162,7 +168,8 @@ class BatchRenderer:
         if s.flame_dir is None:
             s.flame_dir = Path(core.builtin_flame_dir())
         try:
-            self.model_file = Path(core.find_flame_model_file(s.flame_dir)).resolve()
+            # absolute, links kept: extras are read beside the path named (core.extras_folder)
+            self.model_file = core.absolute_path(core.find_flame_model_file(s.flame_dir))
             self.model = core.load_flame(self.model_file)
             self.flame_folder = self.model_file.parent
             total = int(self.model["shapedirs"].shape[2])
@@ -186,6 +193,15 @@ class BatchRenderer:
             self.landmark_names[name] = found
         texture_file = material.find_texture_model_file(self.flame_folder)
         self.texture_model = core.load_texture_model(texture_file) if texture_file else None
+        # a head without UVs, or a texture drawn for other UVs, gets no albedo, said and recorded
+        self.albedo_note = None
+        if self.texture_model is not None:
+            faces = np.asarray(self.model["f"], np.int64)
+            uvs = core.find_head_uvs(self.flame_folder, faces)
+            self.albedo_note = core.albedo_problem(self.texture_model, uvs.corner_uvs, len(faces))
+            if self.albedo_note is not None:
+                self.log(f"WARNING: {self.albedo_note}; the head gets a plain skin colour")
+                self.texture_model = None
         self.n_albedo = int(self.texture_model.n_components) if self.texture_model else 0
         if s.params_file is not None:
             self.parameters = self._load_parameters(s.params_file)
@@ -380,6 +396,27 @@ class BatchRenderer:
         }
         return vertices, points
 
+    def world_to_camera(self) -> np.ndarray:
+        """OpenCV world-to-camera ``(4, 4)`` of the scene camera, world = FLAME model space."""
+        blender_world_to_camera = np.asarray(
+            core_camera.world_to_camera_from_blender(np.array(self.scene.camera.matrix_world)), np.float64
+        )
+        return blender_world_to_camera @ np.array(self.head.matrix_world)
+
+    def camera_contour_landmarks(self, params: FlameParameters, vertices: np.ndarray) -> dict[str, np.ndarray]:
+        """The chosen landmark sets that hold the yaw-dependent jaw contour, with the row chosen
+        for the scene's camera (``core.landmarks.landmarks_for_camera``); the choice is kept in
+        ``self.contour_choice`` for the sample's record."""
+        dynamic = {name: key for name, key in self.landmark_names.items() if key in ("dynamic_68", "dynamic_contour")}
+        self.contour_choice = None
+        if not dynamic:
+            return {}
+        points, self.contour_choice = core_landmarks.landmarks_for_camera(
+            self.forward.landmarks, vertices, params.global_pose, params.neck_pose,
+            self.world_to_camera(), studio.head_centre(vertices),
+        )
+        return {name: np.asarray(points[key], np.float64).reshape(-1, 3) for name, key in dynamic.items()}
+
     @contextmanager
     def _phase(self, name: str):
         started = time.perf_counter()
@@ -404,6 +441,7 @@ class BatchRenderer:
             )
         with self._phase("albedo and studio"):
             self._set_scene(spec, vertices)
+            landmark_points.update(self.camera_contour_landmarks(spec.parameters, vertices))
         with self._phase("picture (render + save)"):
             paths = {kind: samples_dir / f"{name}.{suffix}" for kind, suffix in FILE_KINDS.items()}
             atomic_write_with(
@@ -462,11 +500,17 @@ class BatchRenderer:
         write_png(paths["labels"], truth.labels)
 
         landmarks = {}
+        camera_position = np.array(camera.matrix_world)[:3, 3]
         for set_name, points in landmark_points.items():
             projected = project_landmarks(
                 points, world_to_camera, (fx, fy, cx, cy), (width, height), truth.depth, normals
             )
             landmarks[set_name] = {"embedding": self.landmark_names[set_name], **projected.to_dict()}
+            reached, occluded_by = visibility.ray_visibility(head, camera_position, points)
+            landmarks[set_name]["visible_ray"] = (reached & projected.in_frame).tolist()
+            landmarks[set_name]["occluded_by_m"] = occluded_by.tolist()
+            if self.landmark_names[set_name].startswith("dynamic") and self.contour_choice is not None:
+                landmarks[set_name]["contour"] = self.contour_choice.to_dict()
         record = {
             "id": name,
             "index": index,
@@ -476,6 +520,7 @@ class BatchRenderer:
             "albedo": {
                 "model": self.texture_model.kind if self.texture_model else None,
                 "coefficients": spec.albedo.tolist(),
+                **({"note": self.albedo_note} if self.albedo_note else {}),
             },
             "camera": {
                 "intrinsics": {

@@ -40,6 +40,21 @@ def find_texture_model_file(flame_dir: str | Path) -> Path | None:
     return None
 
 
+def head_corner_uvs(head: bpy.types.Object) -> np.ndarray | None:
+    """The head mesh's active UV map per triangle corner ``(3F, 2)`` float32, or None."""
+    layer = head.data.uv_layers.active
+    if layer is None:
+        return None
+    uvs = np.empty(2 * len(layer.data), np.float32)
+    layer.data.foreach_get("uv", uvs)
+    return uvs.reshape(-1, 2)
+
+
+def albedo_problem(head: bpy.types.Object, texture_model) -> str | None:
+    """Why ``texture_model`` cannot be shown on ``head`` (no UVs, another UV layout), or None."""
+    return core.albedo_problem(texture_model, head_corner_uvs(head), len(head.data.polygons))
+
+
 def material_name(head: bpy.types.Object) -> str:
     return f"FLAME Skin {head.name}"
 

@@ -70,6 +70,10 @@ def setup_studio_for_head(
     """Material (albedo from the model's folder, if any), camera, lights and world; returns the camera."""
     texture_file = material.find_texture_model_file(Path(head.flame.model_path).parent)
     texture_model = core.load_texture_model(texture_file) if texture_file else None  # may raise
+    problem = material.albedo_problem(head, texture_model) if texture_model is not None else None
+    if problem is not None:
+        print(f"FLAME: {problem}; plain skin colour")
+        texture_model = None
     material.ensure_head_material(head, texture_model, pack=True)
     scene.render.engine = "CYCLES"
     return studio.setup_studio(scene, head, settings)
@@ -80,13 +84,17 @@ def apply_albedo(head: bpy.types.Object, seed: int = 0, sigma: float = 0.0) -> s
 
     Coefficients are ``sigma * N(0, 1)`` drawn from ``seed`` (sigma 0: the mean albedo). Returns
     the texture file's name, or None when the folder has none (the head gets a plain skin
-    colour). Raises ``FlameFileError`` for a broken texture file, before anything changes.
+    colour). Raises ``FlameFileError`` for a broken texture file and ``FlameParameterError`` when
+    the head has no UVs or the texture is laid out for other UVs, before anything changes.
     """
     texture_file = material.find_texture_model_file(Path(head.flame.model_path).parent)
     if texture_file is None:
         material.ensure_head_material(head, None)
         return None
     texture_model = core.load_texture_model(texture_file)
+    problem = material.albedo_problem(head, texture_model)
+    if problem is not None:
+        raise FlameParameterError(f"{head.name}: {problem}")
     rng = np.random.default_rng(seed)
     coefficients = sigma * rng.standard_normal(texture_model.n_components)
     material.ensure_head_material(head, texture_model, coefficients, pack=True)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .contour import dynamic_contour_table
 from .geometry import (
     BROW_Y,
     CHIN_Y,
@@ -33,10 +34,6 @@ MASK_SIZES = {
     "scalp": 489, "boundary": 114, "face": 1787, "left_ear": 588, "left_eye_region": 287,
 }
 LIPS_DUPLICATES = 4
-
-# Head yaw (degrees, positive turns the face toward +x) of each row of the dynamic contour
-# table, in the order FLAME_PyTorch / smplx index it: round(-yaw) = 0..39, then -1..-39.
-CONTOUR_YAW_DEGREES = np.array([-float(i) for i in range(40)] + [float(i) for i in range(1, 40)])
 
 
 def _nearest(points: np.ndarray, centre, scale, count: int) -> np.ndarray:
@@ -88,8 +85,8 @@ def _ibug68_xy() -> np.ndarray:
     t = np.linspace(0.0, np.pi, 17)
     top, bottom = EYE_Y - 0.004, CHIN_Y - 0.012
     jaw = np.stack([-0.062 * np.cos(t) * (1 - 0.45 * np.sin(t) ** 3),
-                    top - (top - bottom) * np.sin(t / 2) ** 1.6 * (t <= np.pi / 2)
-                    - (top - bottom) * np.sin((np.pi - t) / 2) ** 1.6 * (t > np.pi / 2)], axis=1)
+                    # from the ears (eye height) down to the chin's lowest point at t = pi / 2
+                    top - (top - bottom) * np.sin(t) ** 1.6], axis=1)
     brow_right = np.array([[-0.054, -0.006], [-0.045, 0.001], [-0.034, 0.004], [-0.023, 0.003],
                            [-0.012, 0.0]]) + np.array([0.0, BROW_Y - 0.002])
     brow_left = brow_right[::-1] * np.array([-1.0, 1.0])
@@ -168,14 +165,8 @@ def landmark_embeddings(mesh: HeadMesh) -> dict[str, tuple[np.ndarray, np.ndarra
     mediapipe_xy = np.concatenate([ibug[17:], _extra_mediapipe_xy()])
     f_mp, b_mp = project_to_mesh(mesh, mediapipe_xy)
     mediapipe_ids = np.sort(np.random.default_rng(468).choice(468, 105, replace=False))
-    dyn_faces = np.empty((79, 17), dtype=np.int64)
-    dyn_bary = np.empty((79, 17, 3))
-    for k, yaw_degrees in enumerate(CONTOUR_YAW_DEGREES):
-        yaw = np.radians(yaw_degrees)
-        # the contour seen on a turned head: it follows the face toward the turned side
-        xy = ibug[:17].copy()
-        xy[:, 0] = xy[:, 0] * (1 - 0.1 * np.abs(np.sin(yaw))) + 0.03 * np.sin(yaw)
-        dyn_faces[k], dyn_bary[k] = project_to_mesh(mesh, xy, head_yaw=yaw)
+    # the jaw contour per yaw bin, from the turned head's silhouettes (see .contour)
+    dyn_faces, dyn_bary = dynamic_contour_table(mesh, f68[:17], b68[:17])
     return {
         "static_68": (f68, b68),
         "static_51": (f68[17:], b68[17:]),

@@ -114,3 +114,31 @@ def flame_reference(flame_dir):
         return np.asarray(models[counts].forward(**params.forward_kwargs()), dtype=np.float64)
 
     return forward
+
+
+# --- Blender versions (issue 13): `pytest --blender-only` runs the Blender-facing tests only. ---
+# `make test` runs the whole suite on the default environment (bpy 5.0) and the Blender-facing
+# tests again on bpy 4.5 and 4.2. A test module is Blender-facing when its source mentions bpy
+# (it imports it, or runs a script under it): new test modules are picked up without a list.
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--blender-only", action="store_true", default=False,
+        help="run only the test modules that use Blender (the bpy module)",
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if not config.getoption("--blender-only"):
+        return
+    sources: dict[Path, bool] = {}
+    kept, dropped = [], []
+    for item in items:
+        path = Path(str(item.fspath))
+        if path not in sources:
+            sources[path] = "bpy" in path.read_text(encoding="utf-8")
+        (kept if sources[path] else dropped).append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = kept

@@ -10,10 +10,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 bpy = pytest.importorskip("bpy")
 
+from flame_blender.blender import import_head  # noqa: E402
 from flame_blender.core import FlameFileError  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -112,3 +114,52 @@ def test_a_script_that_never_unregisters_still_exits_cleanly(flame_dir):
     result = run_python(code, timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "TIMER False" in result.stdout  # no timer that no event loop would ever fire
+
+
+# -- bug 5: one unreadable landmark file does not block the other landmark sets ------------
+
+
+def test_a_truncated_landmark_file_leaves_the_other_sets_working(blender_scene, flame_dir, tmp_path):
+    import shutil
+
+    from flame_blender.blender import landmark_empties
+    from flame_blender.blender.render.batch import BatchRenderer, BatchSettings
+    from flame_blender.core import (
+        FlameNumpy,
+        find_flame_model_file,
+        load_flame,
+        load_landmark_embeddings,
+    )
+
+    folder = tmp_path / "flame"
+    folder.mkdir()
+    model_file = Path(find_flame_model_file(flame_dir))
+    for name in (model_file.name, "mediapipe_landmark_embedding.npz"):
+        shutil.copy2(flame_dir / name, folder / name)
+    intact = (flame_dir / "flame_dynamic_embedding.npy").read_bytes()
+    (folder / "flame_dynamic_embedding.npy").write_bytes(intact[: len(intact) // 3])
+
+    found = load_landmark_embeddings(folder)
+    assert "mediapipe" in found and "dynamic_contour" not in found
+    assert "flame_dynamic_embedding.npy" in found.problems
+    with pytest.raises(FlameFileError):
+        load_landmark_embeddings(folder, strict=True)
+
+    # FlameNumpy: MediaPipe points at their barycentric places on the forward pass's vertices
+    # (the embedding read from the intact folder, combined here by hand).
+    output = FlameNumpy(folder, n_shape=10, n_expression=5).run(jaw_pose=np.array([0.2, 0.0, 0.0]))
+    embedding = load_landmark_embeddings(flame_dir)["mediapipe"]
+    faces = load_flame(flame_dir)["f"].astype(np.int64)
+    corners = np.asarray(output.vertices)[faces[embedding.face_indices]]
+    expected = np.einsum("lk,lkd->ld", embedding.barycentric, corners)
+    assert np.abs(np.asarray(output.landmarks["mediapipe"]) - expected).max() < 1e-9
+
+    # The sidebar's MediaPipe empties, and the batch renderer with --landmarks mediapipe.
+    head = import_head(blender_scene, folder, n_shape=4, n_expression=2)
+    assert len(landmark_empties.add_landmark_empties(head, "mediapipe")) == 105
+    with pytest.raises(FlameFileError, match="flame_dynamic_embedding"):  # says why it is missing
+        landmark_empties.add_landmark_empties(head, "ibug68")
+    renderer = BatchRenderer(BatchSettings(out=tmp_path / "out", flame_dir=folder, count=1,
+                                           landmark_sets=("mediapipe",), device="CPU"))
+    renderer.prepare()  # (it builds its own scene)
+    assert renderer.landmark_names == {"mediapipe": "mediapipe"}

@@ -81,7 +81,10 @@ def _evaluator(model_path: str, landmark_set: str) -> _Evaluator:
     folder = Path(model_key).parent
     embeddings = core.load_landmark_embeddings(folder)
     faces = runtime.get_model(model_key)["f"]
+    problems = getattr(embeddings, "problems", {})
     if landmark_set == "mediapipe":
+        if "mediapipe" not in embeddings and landmark_io.MEDIAPIPE_FILE_NAME in problems:
+            raise FlameFileError(None, problems[landmark_io.MEDIAPIPE_FILE_NAME])
         if "mediapipe" not in embeddings:
             raise FlameFileError(
                 folder / landmark_io.MEDIAPIPE_FILE_NAME,
@@ -96,6 +99,8 @@ def _evaluator(model_path: str, landmark_set: str) -> _Evaluator:
         output = "dynamic_68"
     elif "full_68" in embeddings:
         chosen, output = {"full_68": embeddings["full_68"]}, "full_68"
+    elif problems:  # what would have given iBUG 68 is there but unreadable: say why
+        raise FlameFileError(None, "; ".join(problems.values()))
     else:
         raise FlameFileError(
             folder / landmark_io.STATIC_FILE_NAMES[68],

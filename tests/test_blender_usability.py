@@ -15,7 +15,7 @@ import pytest
 
 bpy = pytest.importorskip("bpy")
 
-from flame_blender.blender import import_head  # noqa: E402
+from flame_blender.blender import get_parameters, import_head  # noqa: E402
 from flame_blender.core import FlameFileError  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -163,3 +163,161 @@ def test_a_truncated_landmark_file_leaves_the_other_sets_working(blender_scene, 
                                            landmark_sets=("mediapipe",), device="CPU"))
     renderer.prepare()  # (it builds its own scene)
     assert renderer.landmark_names == {"mediapipe": "mediapipe"}
+
+
+def head_panel_texts() -> str:
+    """Every text the FLAME Head panel draws now (into a recording layout), joined."""
+    import ui_recorder
+
+    from flame_blender.blender.panel import FLAME_PT_head
+
+    recording = ui_recorder.draw("FLAME_PT_head", FLAME_PT_head.draw, FLAME_PT_head, bpy.context)
+    assert not recording.errors, recording.errors
+    return "\n".join(recording.texts())
+
+
+def activate(obj) -> None:
+    bpy.context.view_layer.objects.active = obj
+    obj.select_set(True)
+
+
+# -- bug 3: a muted coefficient key counts as zero, like Blender's mix; the rest is refused ---
+
+
+def test_muting_a_coefficient_key_keeps_the_head_exact(small_head, flame_reference, evaluated_vertices):
+    head = small_head
+    blocks = head.data.shape_keys.key_blocks
+    blocks["expr_001"].value = 2.0
+    blocks["shape_002"].value = 1.5
+    head.flame.global_pose = (0.1, 0.4, 0.0)
+    head.flame.jaw_pose = (0.3, 0.0, 0.05)
+    blocks["expr_001"].mute = True
+    bpy.context.view_layer.update()
+    expected_params = get_parameters(head)
+    assert expected_params.expression[1] == 2.0  # the value stays; Blender ignores it
+    expected_params.expression[1] = 0.0
+    error = np.abs(evaluated_vertices(head) - flame_reference(expected_params)).max()
+    assert error < TOLERANCE
+    blocks["expr_001"].mute = False
+    bpy.context.view_layer.update()
+    assert np.abs(evaluated_vertices(head) - flame_reference(get_parameters(head))).max() < TOLERANCE
+
+
+def test_vertex_groups_and_other_relative_keys_are_refused_visibly(small_head):
+    activate(small_head)
+    assert "not exact" not in head_panel_texts()
+    blocks = small_head.data.shape_keys.key_blocks
+    blocks["shape_001"].vertex_group = "lips"
+    blocks["expr_000"].relative_key = blocks["shape_000"]
+    texts = head_panel_texts()
+    assert "shape_001 use a vertex group" in texts
+    assert "expr_000 are relative to a key other than Basis" in texts
+
+
+# -- bug 4: linked duplicates are detected, and one click gives each head its own mesh -------
+
+
+def test_linked_duplicates_are_detected_and_made_single_user(small_head, flame_reference, evaluated_vertices):
+    head = small_head
+    duplicate = head.copy()  # what Alt+D makes: a new object sharing the mesh
+    bpy.context.scene.collection.objects.link(duplicate)
+    assert duplicate.data == head.data
+    activate(duplicate)
+    assert "Shares its mesh with FLAME" in head_panel_texts()
+    assert bpy.ops.flame.make_single_user() == {"FINISHED"}
+    assert duplicate.data != head.data and duplicate.data.shape_keys != head.data.shape_keys
+    head.flame.jaw_pose = (0.3, 0.0, 0.0)
+    duplicate.flame.jaw_pose = (-0.1, 0.2, 0.0)
+    duplicate.data.shape_keys.key_blocks["expr_003"].value = -1.5
+    bpy.context.view_layer.update()
+    for obj in (head, duplicate):
+        assert np.abs(evaluated_vertices(obj) - flame_reference(get_parameters(obj))).max() < TOLERANCE
+    assert "Shares its mesh" not in head_panel_texts()
+
+
+# -- bug 7: single-head products run with numpy's BLAS on one thread -------------------------
+
+
+def openblas_threads_reader():
+    """numpy's OpenBLAS ``get_num_threads``, found independently of the package: through the
+    libraries this process has mapped (Linux)."""
+    import ctypes
+
+    maps = Path("/proc/self/maps")
+    if not maps.exists():
+        pytest.skip("needs /proc/self/maps (Linux)")
+    paths = sorted({line.split()[-1] for line in maps.read_text().splitlines()
+                    if "openblas" in line.lower() and line.split()[-1].startswith("/")})
+    for path in paths:
+        library = ctypes.CDLL(path)
+        for name in ("openblas_get_num_threads64_", "openblas_get_num_threads"):
+            function = getattr(library, name, None)
+            if function is not None:
+                return function
+    pytest.skip("numpy here has no OpenBLAS")
+
+
+def test_single_head_updates_keep_blas_on_one_thread(small_head, monkeypatch):
+    from flame_blender.blender import runtime
+
+    read_threads = openblas_threads_reader()
+    if read_threads() < 2:
+        pytest.skip("OpenBLAS runs one thread here anyway")
+    backend = runtime.get_backend(small_head.flame.model_path, small_head.flame.n_shape,
+                                  small_head.flame.n_expression)
+    seen = []
+    for method in ("posed", "shaped"):
+        original = getattr(backend, method)
+
+        def spy(*args, _original=original, **kwargs):
+            seen.append(read_threads())
+            return _original(*args, **kwargs)
+
+        monkeypatch.setattr(backend, method, spy)
+    before = read_threads()
+    small_head.data.shape_keys.key_blocks["shape_000"].value = 0.5
+    small_head.flame.jaw_pose = (0.2, 0.0, 0.0)
+    assert seen and set(seen) == {1}
+    assert read_threads() == before  # and the user's own numpy work gets its threads back
+
+
+# -- bug 9 and the backend line: the panel says what went wrong, for the active head ---------
+
+
+def test_update_failures_reach_the_panel_and_the_status_bar(small_head, flame_reference, evaluated_vertices):
+    activate(small_head)
+    small_head.flame.jaw_pose = (float("nan"), 0.0, 0.0)
+    texts = head_panel_texts()
+    assert "Last update failed" in texts and "jaw_pose" in texts
+    # What the status bar shows comes from this operator (handlers cannot report themselves).
+    assert bpy.ops.flame.report_problem(message="test message") == {"FINISHED"}
+    small_head.flame.jaw_pose = (0.1, 0.0, 0.0)
+    assert "Last update failed" not in head_panel_texts()
+    bpy.context.view_layer.update()
+    assert np.abs(evaluated_vertices(small_head) - flame_reference(get_parameters(small_head))).max() < TOLERANCE
+
+
+def test_the_panel_names_the_backend_of_the_active_head(blender_scene, flame_dir, tmp_path):
+    import shutil
+
+    from flame_blender.core import find_flame_model_file
+
+    model_file = Path(find_flame_model_file(flame_dir))
+    folder = tmp_path / "copy"
+    folder.mkdir()
+    shutil.copy2(model_file, folder / model_file.name)
+    broken = import_head(bpy.context, folder, n_shape=3, n_expression=2, name="Broken")
+    (folder / model_file.name).unlink()
+    from flame_blender.blender import head as blender_head
+    from flame_blender.blender import runtime
+
+    runtime.clear()  # as after reopening the file: the model file is read again, and is gone
+    blender_head.forget_caches()
+    blender_head.update_all_heads(force=True)
+    good = import_head(bpy.context, flame_dir, n_shape=3, n_expression=2, name="Good")
+    name = runtime.get_backend(good.flame.model_path, 3, 2).name
+    activate(good)
+    assert f"Backend: {name}" in head_panel_texts()
+    activate(broken)  # the last backend used is the good head's: the panel must not say so
+    texts = head_panel_texts()
+    assert "Backend: none (model not loaded)" in texts and f"Backend: {name}" not in texts

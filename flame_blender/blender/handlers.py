@@ -137,8 +137,20 @@ def _update_heads_after_enable() -> None:
         runtime.report_once(f"cannot update heads after enabling: {error}")
 
 
+def _data_available() -> bool:
+    """False while Blender registers add-ons at start-up (``bpy.data`` is restricted then)."""
+    return isinstance(getattr(bpy.data, "objects", None), bpy.types.bpy_prop_collection)
+
+
 def register() -> None:
     register_handlers()
+    if bpy.app.background:
+        # No event loop runs a timer in a background process or a bpy-module script: a timer
+        # registered here never fires, and the bpy 4.2 module then crashes (4.5: hangs) at
+        # exit. Update at once; at start-up (data restricted) load_post covers the file.
+        if _data_available():
+            _update_heads_after_enable()
+        return
     # bpy.data is not available while add-ons register at start-up: run once the UI is idle.
     if not bpy.app.timers.is_registered(_update_heads_after_enable):
         bpy.app.timers.register(_update_heads_after_enable, first_interval=0.0)

@@ -30,6 +30,7 @@ from .. import core
 from ..core.errors import FlameFileError, FlameParameterError
 from ..core.flame_numpy import SHAPE_SPACE_SIZE
 from . import landmark_empties, runtime
+from .blas_threads import single_threaded_blas
 
 BASIS_KEY = "Basis"
 POSE_KEY = "flame_pose"
@@ -278,6 +279,7 @@ class _HeadCache:
     v_shaped: np.ndarray | None = None  # float32 (5023, 3)
     pose: np.ndarray | None = None  # float64 (18,), what the pose key was computed from
     value_buffer: np.ndarray | None = None
+    mute_buffer: np.ndarray | None = None  # bool (blocks,): Blender leaves muted keys out
     positions: dict[str, int] | None = None  # shape-key name -> index in coefficients
 
 
@@ -301,10 +303,12 @@ def _cache_for(obj, key) -> _HeadCache | None:
     wanted += [expression_key_name(i) for i in range(n_expression)]
     missing = [name for name in (*wanted, POSE_KEY) if name not in positions]
     if missing:
-        runtime.report_once(
+        message = (
             f"{obj.name}: shape keys {missing[:3]}{'...' if len(missing) > 3 else ''} are missing; "
             "the head cannot be posed"
         )
+        runtime.report_once(message)
+        runtime.record_update_error(obj.name, message)
         return None
     cache = _HeadCache(
         key_uid=key.session_uid,
@@ -312,6 +316,7 @@ def _cache_for(obj, key) -> _HeadCache | None:
         coefficient_index=np.array([positions[name] for name in wanted], dtype=np.int64),
         pose_index=positions[POSE_KEY],
         value_buffer=np.empty(len(blocks), dtype=np.float32),
+        mute_buffer=np.empty(len(blocks), dtype=bool),
     )
     _caches[obj.session_uid] = cache
     return cache
@@ -325,6 +330,11 @@ def _read_state(obj, key, cache: _HeadCache, depsgraph=None) -> tuple[np.ndarray
         source_key = key.evaluated_get(depsgraph)
     source_key.key_blocks.foreach_get("value", cache.value_buffer)
     coefficients = cache.value_buffer[cache.coefficient_index]
+    # A muted key adds nothing to Blender's mix: its coefficient is zero, whatever its value.
+    source_key.key_blocks.foreach_get("mute", cache.mute_buffer)
+    muted = cache.mute_buffer[cache.coefficient_index]
+    if muted.any():
+        coefficients = np.where(muted, np.float32(0.0), coefficients)
     flame = source_obj.flame
     pose = np.array(
         [*flame.global_pose, *flame.neck_pose, *flame.jaw_pose, *flame.eye_pose, *flame.transl],
@@ -370,13 +380,14 @@ def _write_pose_key(obj, key, cache: _HeadCache, coefficients: np.ndarray, pose:
     path = obj.flame.model_path
     teeth = obj.flame.teeth
     backend = runtime.get_backend(path, obj.flame.n_shape, obj.flame.n_expression, teeth)
-    if coefficients_changed or cache.v_shaped is None:
-        n_shape = obj.flame.n_shape
-        cache.v_shaped = np.asarray(
-            backend.shaped(coefficients[:n_shape], coefficients[n_shape:]), dtype=np.float32
-        )
-        cache.coefficients = coefficients
-    vertices, _ = backend.posed(cache.v_shaped, pose[0:3], pose[3:6], pose[6:9], pose[9:15], pose[15:18])
+    with single_threaded_blas():  # one head: threads only wait for Blender's busy cores
+        if coefficients_changed or cache.v_shaped is None:
+            n_shape = obj.flame.n_shape
+            cache.v_shaped = np.asarray(
+                backend.shaped(coefficients[:n_shape], coefficients[n_shape:]), dtype=np.float32
+            )
+            cache.coefficients = coefficients
+        vertices, _ = backend.posed(cache.v_shaped, pose[0:3], pose[3:6], pose[6:9], pose[9:15], pose[15:18])
     data = np.subtract(vertices, cache.v_shaped, dtype=np.float32)
     data += runtime.template(path, teeth)
     block = key.key_blocks[cache.pose_index]
@@ -467,9 +478,13 @@ def update_all_heads(force: bool = False, depsgraph=None, objects=None) -> None:
 
 
 def safe_update(obj, depsgraph=None, force: bool = False) -> bool:
-    """:func:`update_head` for handlers: never raises; problems are recorded and printed once."""
+    """:func:`update_head` for handlers: never raises; problems are recorded for the panel,
+    printed once and shown in the status bar."""
     try:
-        return update_head(obj, depsgraph=depsgraph, force=force)
+        written = update_head(obj, depsgraph=depsgraph, force=force)
+        if written:
+            runtime.clear_update_error(obj.name)
+        return written
     except ReferenceError:
         return False  # the head was deleted meanwhile
     except Exception as error:  # a handler must not raise: Blender would print it every frame
@@ -477,6 +492,7 @@ def safe_update(obj, depsgraph=None, force: bool = False) -> bool:
             name = obj.name
         except ReferenceError:
             return False
+        runtime.record_update_error(name, str(error))
         runtime.report_once(f"{name}: cannot update the pose ({error})")
         return False
 

@@ -81,7 +81,10 @@ def _evaluator(model_path: str, landmark_set: str) -> _Evaluator:
     folder = Path(model_key).parent
     embeddings = core.load_landmark_embeddings(folder)
     faces = runtime.get_model(model_key)["f"]
+    problems = getattr(embeddings, "problems", {})
     if landmark_set == "mediapipe":
+        if "mediapipe" not in embeddings and landmark_io.MEDIAPIPE_FILE_NAME in problems:
+            raise FlameFileError(None, problems[landmark_io.MEDIAPIPE_FILE_NAME])
         if "mediapipe" not in embeddings:
             raise FlameFileError(
                 folder / landmark_io.MEDIAPIPE_FILE_NAME,
@@ -92,6 +95,8 @@ def _evaluator(model_path: str, landmark_set: str) -> _Evaluator:
     else:
         # core's one definition of "iBUG 68", the same as the batch renderer's --landmarks ibug68
         output = landmark_set_output("ibug68", embeddings)
+        if output is None and problems:  # what would have given iBUG 68 is unreadable: say why
+            raise FlameFileError(None, "; ".join(problems.values()))
         if output is None:
             raise FlameFileError(
                 folder / landmark_io.STATIC_FILE_NAMES[68],

@@ -207,6 +207,38 @@ class FLAME_OT_reload_model(bpy.types.Operator):
         return {"FINISHED"}
 
 
+class FLAME_OT_make_single_user(HeadOperator, bpy.types.Operator):
+    """Give the active head its own mesh: a linked duplicate (Alt+D) shares one pose key"""
+
+    bl_idname = "flame.make_single_user"
+    bl_label = "Make Single User"
+    bl_options = {"REGISTER", "UNDO"}
+
+    def execute(self, context):
+        from . import diagnostics
+
+        obj = head.active_head(context)
+        if not diagnostics.make_single_user(obj):
+            self.report({"INFO"}, f"{obj.name} already has its own mesh")
+            return {"CANCELLED"}
+        self.report({"INFO"}, f"{obj.name} now has its own mesh {obj.data.name}")
+        return {"FINISHED"}
+
+
+class FLAME_OT_report_problem(bpy.types.Operator):
+    """Show a problem found while updating heads in the status bar (handlers cannot report)"""
+
+    bl_idname = "flame.report_problem"
+    bl_label = "Report FLAME Problem"
+    bl_options = {"INTERNAL"}
+
+    message: StringProperty(name="Message", options={"SKIP_SAVE"})
+
+    def execute(self, context):
+        self.report({"WARNING"}, f"FLAME: {self.message}")
+        return {"FINISHED"}
+
+
 def menu_import(self, context) -> None:
     self.layout.operator(FLAME_OT_import_head.bl_idname, text="FLAME Head (.pkl)")
 
@@ -218,6 +250,8 @@ classes = (
     FLAME_OT_load_parameters,
     FLAME_OT_save_parameters,
     FLAME_OT_reload_model,
+    FLAME_OT_make_single_user,
+    FLAME_OT_report_problem,
 )
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import bpy
 
-from . import head, landmark_empties, runtime
+from . import diagnostics, head, landmark_empties, runtime
 from .properties import RANDOMIZE_SETTINGS
 from .registration import register_classes, unregister_classes
 
@@ -59,7 +59,14 @@ class FLAME_PT_head(FlameSidebar, bpy.types.Panel):
         box = layout.box()
         box.label(text=f"Model: {bpy.path.basename(flame.model_path) or '?'}", icon="MESH_DATA")
         box.label(text=f"{flame.n_shape} identity, {flame.n_expression} expression components")
-        box.label(text=f"Backend: {runtime.backend_in_use_label()}")
+        box.label(text=f"Backend: {runtime.head_backend_label(flame.model_path, flame.n_shape, flame.n_expression)}")
+        for problem in diagnostics.head_problems(obj):
+            col = box.column()
+            col.alert = True
+            for start in range(0, min(len(problem.message), 240), 60):
+                col.label(text=problem.message[start:start + 60], icon="ERROR" if start == 0 else "BLANK1")
+            if problem.operator:
+                col.operator(problem.operator, icon="UNLINKED")
         error = runtime.model_error(flame.model_path)
         if error:
             col = box.column()

@@ -138,10 +138,61 @@ def model_error(path: str | Path) -> str | None:
 
 
 def report_once(message: str) -> None:
-    """Print a handler-time problem once per session instead of on every frame."""
+    """Print a handler-time problem once per session instead of on every frame, and show it in
+    the status bar of a running Blender (handlers cannot report; an operator run later can)."""
     if message not in _printed:
         _printed.add(message)
         print(f"FLAME: {message}", file=sys.stderr)
+        _notify_status_bar(message)
+
+
+def _notify_status_bar(message: str) -> None:
+    import bpy
+
+    if bpy.app.background:
+        return  # no status bar: stderr is where a background user looks
+
+    def report() -> None:
+        try:
+            bpy.ops.flame.report_problem(message=message)
+        except Exception:  # the window may be gone; stderr has it already
+            pass
+
+    bpy.app.timers.register(report, first_interval=0.0)
+
+
+#: Head name -> why its last update failed (shown in its panel until an update succeeds).
+_update_errors: dict[str, str] = {}
+
+
+def record_update_error(name: str, message: str) -> None:
+    _update_errors[name] = message
+
+
+def clear_update_error(name: str) -> None:
+    if _update_errors:
+        _update_errors.pop(name, None)
+
+
+def update_error(name: str) -> str | None:
+    """Why the head called ``name`` could not be updated last time, or None."""
+    return _update_errors.get(name)
+
+
+def head_backend_label(path: str, n_shape: int, n_expression: int) -> str:
+    """The backend the head with this model and these counts uses (not the last one used)."""
+    from .preferences import backend_kind
+
+    if not path:
+        return "none (no model path)"
+    key = model_key(path)
+    if key in _errors:
+        return "none (model not loaded)"
+    backend = _backends.get((key, backend_kind(), int(n_shape), int(n_expression)))
+    if backend is None:
+        return "not loaded yet"
+    note = _backend_notes.get(backend_kind())
+    return f"{backend.name} ({note})" if note else backend.name
 
 
 def forget_errors() -> None:
@@ -152,6 +203,7 @@ def forget_errors() -> None:
     _errors.clear()
     _resolved.clear()
     _printed.clear()
+    _update_errors.clear()
 
 
 def backend_settings_changed() -> None:
@@ -172,4 +224,5 @@ def clear() -> None:
     _errors.clear()
     _printed.clear()
     _backend_notes.clear()
+    _update_errors.clear()
     _last_backend_name = None

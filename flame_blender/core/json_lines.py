@@ -19,6 +19,10 @@ def read_json_lines(path: str | Path, what: str) -> list[tuple[int, Any]]:
         lines = path.read_text(encoding="utf-8").splitlines()
     except OSError as error:
         raise FlameFileError(path, f"cannot read {what}: {error.strerror or error}") from None
+    except UnicodeDecodeError as error:
+        raise FlameFileError(
+            path, f"not UTF-8 text ({error.reason} at byte {error.start}); expected JSON Lines {what}"
+        ) from None
     records = []
     for number, line in enumerate(lines, start=1):
         if not line.strip():

@@ -329,27 +329,45 @@ def load_vhap_landmark_embedding(path: str | Path) -> dict[str, LandmarkEmbeddin
     return found
 
 
+class LandmarkEmbeddings(dict):
+    """``name -> LandmarkEmbedding``, plus :attr:`problems`: ``file name -> why it was skipped``
+    for files that are present but unreadable (so one broken file does not hide the others)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.problems: dict[str, str] = {}
+
+
 @file_reader
-def load_landmark_embeddings(flame_dir: str | Path) -> dict[str, LandmarkEmbedding]:
+def load_landmark_embeddings(flame_dir: str | Path, strict: bool = False) -> LandmarkEmbeddings:
     """Every landmark embedding present in ``flame_dir``, by name.
 
     FLAME's own files come first (``mediapipe``, ``static_51``, ``static_68``,
     ``dynamic_contour``); DECA's ``landmark_embedding.npy`` adds ``full_68`` and fills
     ``static_51``/``dynamic_contour`` only where FLAME's files are absent. A file that is present
-    but broken raises :class:`FlameFileError`.
+    but broken is left out and its :class:`FlameFileError` message kept in ``.problems`` (with
+    ``strict=True`` it is raised instead): a truncated dynamic contour must not take MediaPipe
+    down with it.
     """
     folder = Path(flame_dir).expanduser()
     if not folder.is_dir():
         raise FlameFileError(folder, "no such folder; expected a FLAME folder")
-    found: dict[str, LandmarkEmbedding] = {}
-    if (folder / MEDIAPIPE_FILE_NAME).is_file():
-        found["mediapipe"] = load_mediapipe_landmark_embedding(folder)
+    found = LandmarkEmbeddings()
+
+    def attempt(file_name: str, load) -> None:
+        if not (folder / file_name).is_file():
+            return
+        try:
+            for name, embedding in load().items():
+                found.setdefault(name, embedding)
+        except FlameFileError as error:
+            if strict:
+                raise
+            found.problems[file_name] = str(error)
+
+    attempt(MEDIAPIPE_FILE_NAME, lambda: {"mediapipe": load_mediapipe_landmark_embedding(folder)})
     for count, name in STATIC_FILE_NAMES.items():
-        if (folder / name).is_file():
-            found[f"static_{count}"] = load_static_landmark_embedding(folder, count)
-    if (folder / DYNAMIC_FILE_NAME).is_file():
-        found["dynamic_contour"] = load_dynamic_landmark_embedding(folder)
-    if (folder / DECA_FILE_NAME).is_file():
-        for name, embedding in load_deca_landmark_embedding(folder).items():
-            found.setdefault(name, embedding)
+        attempt(name, lambda count=count: {f"static_{count}": load_static_landmark_embedding(folder, count)})
+    attempt(DYNAMIC_FILE_NAME, lambda: {"dynamic_contour": load_dynamic_landmark_embedding(folder)})
+    attempt(DECA_FILE_NAME, lambda: load_deca_landmark_embedding(folder))
     return found

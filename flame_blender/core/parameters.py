@@ -294,6 +294,8 @@ def _read_json(path: Path) -> Any:
         text = path.read_text(encoding="utf-8")
     except OSError as error:
         raise FlameFileError(path, f"cannot read parameters: {error.strerror or error}") from None
+    except UnicodeDecodeError as error:
+        raise FlameFileError(path, f"not UTF-8 text ({error.reason} at byte {error.start}); expected JSON") from None
     try:
         return json.loads(text)
     except json.JSONDecodeError as error:

@@ -59,7 +59,7 @@ class FLAME_PT_head(FlameSidebar, bpy.types.Panel):
         box = layout.box()
         box.label(text=f"Model: {bpy.path.basename(flame.model_path) or '?'}", icon="MESH_DATA")
         box.label(text=f"{flame.n_shape} identity, {flame.n_expression} expression components")
-        box.label(text=f"Backend: {runtime.head_backend_label(flame.model_path, flame.n_shape, flame.n_expression)}")
+        box.label(text=f"Backend: {runtime.head_backend_label(flame.model_path, flame.n_shape, flame.n_expression, flame.teeth)}")
         for problem in diagnostics.head_problems(obj):
             col = box.column()
             col.alert = True

@@ -179,7 +179,7 @@ def update_error(name: str) -> str | None:
     return _update_errors.get(name)
 
 
-def head_backend_label(path: str, n_shape: int, n_expression: int) -> str:
+def head_backend_label(path: str, n_shape: int, n_expression: int, teeth: bool = False) -> str:
     """The backend the head with this model and these counts uses (not the last one used)."""
     from .preferences import backend_kind
 
@@ -188,7 +188,7 @@ def head_backend_label(path: str, n_shape: int, n_expression: int) -> str:
     key = model_key(path)
     if key in _errors:
         return "none (model not loaded)"
-    backend = _backends.get((key, backend_kind(), int(n_shape), int(n_expression)))
+    backend = _backends.get((key, backend_kind(), int(n_shape), int(n_expression), bool(teeth)))
     if backend is None:
         return "not loaded yet"
     note = _backend_notes.get(backend_kind())

@@ -15,11 +15,14 @@ import sys
 import time
 from pathlib import Path
 
-import hostile_runner  # noqa: F401 - sets the address-space limit, imports the readers
-import numpy as np
-from hostile_runner import READERS
+import hostile_runner
 
-from flame_blender.core.errors import FlameFileError
+hostile_runner.limit_this_process()
+
+import numpy as np  # noqa: E402
+from hostile_runner import READERS  # noqa: E402
+
+from flame_blender.core.errors import FlameFileError  # noqa: E402
 
 
 def mutants(data: bytes, rng: np.random.Generator, flips: int, cuts: int):

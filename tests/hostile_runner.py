@@ -2,7 +2,7 @@
 
     python tests/hostile_runner.py READER FILE [FILE...]
 
-The address space is limited (``resource.setrlimit(RLIMIT_AS)``) before numpy is imported, so a
+The child limits its address space (``resource.setrlimit(RLIMIT_AS)``) before numpy is imported, so a
 reader that tries to allocate gigabytes gets ``MemoryError`` instead of taking the machine. For
 each file it prints one JSON line: the exception type, whether it is a ``FlameFileError``, the
 message, the seconds the read took, the peak RSS so far, and which module attributes of
@@ -20,8 +20,17 @@ import time
 
 ADDRESS_SPACE_LIMIT = 2 << 30  # bytes; numpy and the Python runtime reserve ~0.5 GiB
 
-os.environ["OPENBLAS_NUM_THREADS"] = "1"
-resource.setrlimit(resource.RLIMIT_AS, (ADDRESS_SPACE_LIMIT, ADDRESS_SPACE_LIMIT))
+
+
+def limit_this_process() -> None:
+    """The child's limits. Only a child calls this: the test process imports this module for
+    ``READERS`` and must keep its own address space."""
+    os.environ["OPENBLAS_NUM_THREADS"] = "1"
+    resource.setrlimit(resource.RLIMIT_AS, (ADDRESS_SPACE_LIMIT, ADDRESS_SPACE_LIMIT))
+
+
+if __name__ == "__main__":
+    limit_this_process()  # before numpy is imported, so its reservations count too
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import numpy as np  # noqa: E402

@@ -143,7 +143,7 @@ def to_array(value: Any) -> Any:
 
 
 class RestrictedUnpickler(pickle.Unpickler):
-    """``pickle.Unpickler`` (latin1 for Python 2 strings) that resolves only
+    """``pickle.Unpickler`` (Python 2 strings as bytes) that resolves only
     :data:`ALLOWED_GLOBALS` (plus ``extra_globals``) to inert records, and has no persistent
     ids unless given. Its output still holds records: see :func:`load_pickle_bytes`."""
 
@@ -154,7 +154,7 @@ class RestrictedUnpickler(pickle.Unpickler):
         extra_globals: dict[tuple[str, str], Any] | None = None,
         persistent_load: Callable[[Any], Any] | None = None,
     ) -> None:
-        super().__init__(file, encoding="latin1")
+        super().__init__(file, encoding="bytes")
         self._path = path
         self._globals = dict(ALLOWED_GLOBALS)
         if extra_globals:
@@ -186,12 +186,23 @@ def unpickle_records(
     persistent_load: Callable[[Any], Any] | None = None,
 ) -> tuple[Any, int]:
     """Scan then unpickle the pickle at ``start`` of ``data``: (value with records, end offset).
-    Errors propagate as they are; the public loaders turn them into ``FlameFileError``."""
-    end = scan_pickle(data, start, persistent_ids=persistent_load is not None)
+    Errors propagate as they are; the public loaders turn them into ``FlameFileError``.
+
+    Python 2 ``str`` values arrive as bytes (so array data is never decoded and re-encoded);
+    the value is wrapped in :class:`Python2Text` to tell the resolver to decode the others
+    with latin1, as ``pickle.load(..., encoding='latin1')`` would."""
+    end, python2_strings = scan_pickle(data, start, persistent_ids=persistent_load is not None)
     stream = io.BytesIO(data)
     stream.seek(start)
     value = RestrictedUnpickler(stream, path, extra_globals, persistent_load).load()
-    return value, end
+    return (Python2Text(value) if python2_strings else value), end
+
+
+class Python2Text:
+    """An unpickled value whose bytes are Python 2 ``str`` (text unless used as array data)."""
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
 
 
 def _state_dict(state: Any, class_name: str) -> dict:
@@ -204,7 +215,7 @@ def _state_dict(state: Any, class_name: str) -> dict:
         state = merged
     if not isinstance(state, dict):
         raise ArrayFormatError(f"{class_name} state is a {type(state).__name__}, expected a dict")
-    return state
+    return {k.decode("latin1") if isinstance(k, bytes) else k: v for k, v in state.items()}
 
 
 def _dtype_of(record: Any) -> np.dtype | str:
@@ -215,7 +226,11 @@ def _dtype_of(record: Any) -> np.dtype | str:
         raise ArrayFormatError(f"array dtype is a {type(record).__name__}, expected numpy.dtype")
     code = record.args[0]
     state = record.state
-    if code in ("O8", "O4", "O", b"O8", b"O4"):
+    if isinstance(state, tuple):  # Python 2 pickles give the byte order as bytes
+        state = tuple(v.decode("latin1") if isinstance(v, bytes) else v for v in state)
+    if isinstance(code, bytes):
+        code = code.decode("latin1")
+    if code in ("O8", "O4", "O"):
         if state is not None and (not isinstance(state, tuple) or len(state) < 8
                                   or state[1] != "|" or state[7] != 63):  # fmt: skip
             raise ArrayFormatError("object dtype state is not the one numpy writes")
@@ -231,8 +246,6 @@ def _dtype_of(record: Any) -> np.dtype | str:
                                    "hold plain numbers")  # fmt: skip
         if state[7] != 0 or (len(state) == 9 and state[8]):
             raise ArrayFormatError("numpy.dtype state has flags or metadata")
-        if isinstance(byteorder, bytes):
-            byteorder = byteorder.decode("latin1")
         if not isinstance(byteorder, str):
             raise ArrayFormatError("numpy.dtype state has no byte order")
     dtype = plain_dtype(code, byteorder)
@@ -244,13 +257,16 @@ def _dtype_of(record: Any) -> np.dtype | str:
 class _Resolver:
     """Turns unpickled values holding records into plain data (dicts, lists, arrays...)."""
 
-    def __init__(self, path: str | Path | None) -> None:
+    def __init__(self, path: str | Path | None, python2_text: bool = False) -> None:
         self.path = path
+        self.python2_text = python2_text
         self.done: dict[int, Any] = {}
         self.keep: list[Any] = []  # keeps ids in `done` from being reused while resolving
         self.active: set[int] = set()
 
     def __call__(self, value: Any, depth: int = 0) -> Any:
+        if isinstance(value, bytes) and self.python2_text:
+            return value.decode("latin1")
         if value is None or isinstance(value, (bool, int, float, complex, str, bytes)):
             return value
         key = id(value)
@@ -382,6 +398,8 @@ def describe_error(error: BaseException) -> str:
 
 def resolve_records(value: Any, path: str | Path | None) -> Any:
     """Records in an unpickled value replaced by plain data (see :class:`_Resolver`)."""
+    if isinstance(value, Python2Text):
+        return _Resolver(path, python2_text=True)(value.value)
     return _Resolver(path)(value)
 
 

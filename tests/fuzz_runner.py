@@ -15,9 +15,9 @@ import sys
 import time
 from pathlib import Path
 
-import hostile_runner  # noqa: F401 - sets the address-space limit, imports the readers
+import hostile_runner  # noqa: F401 - sets the address-space limit first
 import numpy as np
-from hostile_runner import READERS
+from reader_table import READERS
 
 from flame_blender.core.errors import FlameFileError
 

@@ -25,34 +25,10 @@ resource.setrlimit(resource.RLIMIT_AS, (ADDRESS_SPACE_LIMIT, ADDRESS_SPACE_LIMIT
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import numpy as np  # noqa: E402
+from reader_table import READERS  # noqa: E402
 
-from flame_blender.core import (  # noqa: E402
-    landmark_io,
-    legacy_torch,
-    model_io,
-    numpy_files,
-    pickle_records,
-    ply_io,
-    safe_pickle,
-    texture_io,
-)
+from flame_blender.core import legacy_torch, pickle_records  # noqa: E402
 from flame_blender.core.errors import FlameFileError  # noqa: E402
-
-READERS = {
-    "pickle": safe_pickle.load_pickle,
-    "model": model_io.load_flame,
-    "masks": model_io.load_flame_masks,
-    "npy": numpy_files.load_npy,
-    "npz": numpy_files.load_npz,
-    "static": landmark_io.load_static_landmark_embedding,
-    "dynamic": landmark_io.load_dynamic_landmark_embedding,
-    "deca": landmark_io.load_deca_landmark_embedding,
-    "vhap": landmark_io.load_vhap_landmark_embedding,
-    "mediapipe": landmark_io.load_mediapipe_landmark_embedding,
-    "texture": texture_io.load_texture_model,
-    "obj": texture_io.load_template_mesh,
-    "ply": ply_io.load_ply_mesh,
-}
 
 
 def _fingerprint(value: object) -> object:

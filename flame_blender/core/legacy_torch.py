@@ -155,6 +155,13 @@ def rebuild_tensor(storage: Any, storage_offset: Any, size: Any, stride: Any) ->
             f"tensor of size {shape} stride {strides} offset {storage_offset} reads element "
             f"{last} of a storage of {storage.size}"
         )
+    contiguous, step = [], 1
+    for n in reversed(shape):
+        contiguous.insert(0, step)
+        step *= n
+    if all(n == 1 or s == c for n, s, c in zip(shape, strides, contiguous, strict=True)):
+        # the usual case (a tensor saved as made): a plain slice, no index array
+        return storage[storage_offset : storage_offset + count].reshape(shape).copy()
     index = np.full(shape, storage_offset, dtype=np.int64)
     for axis, (n, s) in enumerate(zip(shape, strides, strict=True)):
         steps = np.arange(n, dtype=np.int64) * s

@@ -15,14 +15,11 @@ import sys
 import time
 from pathlib import Path
 
-import hostile_runner
+import hostile_runner  # noqa: F401 - sets the address-space limit first
+import numpy as np
+from reader_table import READERS
 
-hostile_runner.limit_this_process()
-
-import numpy as np  # noqa: E402
-from hostile_runner import READERS  # noqa: E402
-
-from flame_blender.core.errors import FlameFileError  # noqa: E402
+from flame_blender.core.errors import FlameFileError
 
 
 def mutants(data: bytes, rng: np.random.Generator, flips: int, cuts: int):

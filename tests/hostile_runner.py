@@ -2,7 +2,7 @@
 
     python tests/hostile_runner.py READER FILE [FILE...]
 
-The child limits its address space (``resource.setrlimit(RLIMIT_AS)``) before numpy is imported, so a
+The address space is limited (``resource.setrlimit(RLIMIT_AS)``) before numpy is imported, so a
 reader that tries to allocate gigabytes gets ``MemoryError`` instead of taking the machine. For
 each file it prints one JSON line: the exception type, whether it is a ``FlameFileError``, the
 message, the seconds the read took, the peak RSS so far, and which module attributes of
@@ -20,48 +20,15 @@ import time
 
 ADDRESS_SPACE_LIMIT = 2 << 30  # bytes; numpy and the Python runtime reserve ~0.5 GiB
 
-
-
-def limit_this_process() -> None:
-    """The child's limits. Only a child calls this: the test process imports this module for
-    ``READERS`` and must keep its own address space."""
-    os.environ["OPENBLAS_NUM_THREADS"] = "1"
-    resource.setrlimit(resource.RLIMIT_AS, (ADDRESS_SPACE_LIMIT, ADDRESS_SPACE_LIMIT))
-
-
-if __name__ == "__main__":
-    limit_this_process()  # before numpy is imported, so its reservations count too
+os.environ["OPENBLAS_NUM_THREADS"] = "1"
+resource.setrlimit(resource.RLIMIT_AS, (ADDRESS_SPACE_LIMIT, ADDRESS_SPACE_LIMIT))
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import numpy as np  # noqa: E402
+from reader_table import READERS  # noqa: E402
 
-from flame_blender.core import (  # noqa: E402
-    landmark_io,
-    legacy_torch,
-    model_io,
-    numpy_files,
-    pickle_records,
-    ply_io,
-    safe_pickle,
-    texture_io,
-)
+from flame_blender.core import legacy_torch, pickle_records  # noqa: E402
 from flame_blender.core.errors import FlameFileError  # noqa: E402
-
-READERS = {
-    "pickle": safe_pickle.load_pickle,
-    "model": model_io.load_flame,
-    "masks": model_io.load_flame_masks,
-    "npy": numpy_files.load_npy,
-    "npz": numpy_files.load_npz,
-    "static": landmark_io.load_static_landmark_embedding,
-    "dynamic": landmark_io.load_dynamic_landmark_embedding,
-    "deca": landmark_io.load_deca_landmark_embedding,
-    "vhap": landmark_io.load_vhap_landmark_embedding,
-    "mediapipe": landmark_io.load_mediapipe_landmark_embedding,
-    "texture": texture_io.load_texture_model,
-    "obj": texture_io.load_template_mesh,
-    "ply": ply_io.load_ply_mesh,
-}
 
 
 def _fingerprint(value: object) -> object:

@@ -79,7 +79,7 @@ def test_runner_sees_a_state_change(tmp_path: Path) -> None:
     target = "flame_blender.core.plain_arrays\nfits_int64\n"
     state = b"(N}X\x0c\x00\x00\x00__qualname__X\x05\x00\x00\x00ownedstb."
     (tmp_path / "x.pkl").write_bytes(b"\x80\x02c" + target.encode() + state)
-    env = {**os.environ, "PYTHONPATH": str(RUNNER.parent.parent)}
+    env = {**os.environ, "PYTHONPATH": f"{RUNNER.parent.parent}{os.pathsep}{RUNNER.parent}"}
     done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
                           env=env, timeout=60)  # fmt: skip
     (report,) = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]

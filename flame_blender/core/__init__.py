@@ -33,11 +33,13 @@ _EXPORTS = {
     "load_dynamic_landmark_embedding": "landmark_io",
     "load_deca_landmark_embedding": "landmark_io",
     "load_landmark_embeddings": "landmark_io",
+    "load_vhap_landmark_embedding": "landmark_io",
     # textures and the template OBJ
     "TextureModel": "texture_io",
     "load_texture_model": "texture_io",
     "TemplateMesh": "texture_io",
     "load_template_mesh": "texture_io",
+    "load_ply_mesh": "ply_io",
     # synthetic FLAME files for tests and the demo
     "write_synthetic_flame": "synthetic",
     "builtin_flame_dir": "synthetic",

@@ -69,7 +69,11 @@ def load_storage_from_bytes(data: Any, path: str | Path | None = None) -> np.nda
     Raises ``pickle.UnpicklingError``, ``ArrayFormatError`` or ``UnsafePickleError`` when the
     stream is not one (the public loaders turn these into ``FlameFileError``).
     """
-    from .safe_pickle import unpickle_records
+    from .safe_pickle import Python2Text, unpickle_records
+
+    def load(offset: int = 0, **options: Any) -> tuple[Any, int]:
+        value, end = unpickle_records(data, path, offset, **options)
+        return (value.value if isinstance(value, Python2Text) else value), end
 
     if isinstance(data, str):  # a Python 2 str read with latin1
         data = data.encode("latin1")
@@ -80,23 +84,23 @@ def load_storage_from_bytes(data: Any, path: str | Path | None = None) -> np.nda
         raise pickle.UnpicklingError(
             "torch storage is a zip-format torch.save stream; only the legacy format is supported"
         )
-    magic, offset = unpickle_records(data, path)
+    magic, offset = load()
     if magic != MAGIC_NUMBER:
         raise pickle.UnpicklingError(
             f"torch storage stream does not start with the legacy torch.save magic number "
             f"{MAGIC_NUMBER:#x}"
         )
-    protocol, offset = unpickle_records(data, path, offset)
+    protocol, offset = load(offset)
     if protocol != PROTOCOL_VERSION:
         raise pickle.UnpicklingError(f"torch storage stream protocol is not {PROTOCOL_VERSION}")
-    sys_info, offset = unpickle_records(data, path, offset)
+    sys_info, offset = load(offset)
     if not isinstance(sys_info, dict):
         raise pickle.UnpicklingError("torch storage stream has no sys-info dict")
     storages: dict[str, StorageRecord] = {}
-    result, offset = unpickle_records(
-        data, path, offset, extra_globals=STORAGE_GLOBALS, persistent_load=_persistent_load(storages)
+    result, offset = load(
+        offset, extra_globals=STORAGE_GLOBALS, persistent_load=_persistent_load(storages)
     )
-    keys, offset = unpickle_records(data, path, offset)
+    keys, offset = load(offset)
     if not isinstance(keys, list) or len(keys) > MAX_STORAGES:
         raise pickle.UnpicklingError("torch storage stream has no storage key list")
     arrays: dict[str, np.ndarray] = {}
@@ -151,6 +155,13 @@ def rebuild_tensor(storage: Any, storage_offset: Any, size: Any, stride: Any) ->
             f"tensor of size {shape} stride {strides} offset {storage_offset} reads element "
             f"{last} of a storage of {storage.size}"
         )
+    contiguous, step = [], 1
+    for n in reversed(shape):
+        contiguous.insert(0, step)
+        step *= n
+    if all(n == 1 or s == c for n, s, c in zip(shape, strides, contiguous, strict=True)):
+        # the usual case (a tensor saved as made): a plain slice, no index array
+        return storage[storage_offset : storage_offset + count].reshape(shape).copy()
     index = np.full(shape, storage_offset, dtype=np.int64)
     for axis, (n, s) in enumerate(zip(shape, strides, strict=True)):
         steps = np.arange(n, dtype=np.int64) * s

@@ -40,6 +40,7 @@ class PickleScanError(ValueError):
     """The pickle is malformed or exceeds a limit; nothing was unpickled."""
 
 
+_PY2_STRINGS = {"BINSTRING", "SHORT_BINSTRING"}
 _MEMO_INDEX = {"BINPUT": "<B", "LONG_BINPUT": "<I", "BINGET": "<B", "LONG_BINGET": "<I"}
 
 
@@ -67,8 +68,9 @@ def _opcode_table() -> dict[int, tuple]:
 _TABLE = _opcode_table()
 
 
-def scan_pickle(data: bytes, start: int = 0, persistent_ids: bool = False) -> int:
-    """Check the pickle that starts at ``start`` in ``data``; return the offset after its STOP.
+def scan_pickle(data: bytes, start: int = 0, persistent_ids: bool = False) -> tuple[int, bool]:
+    """Check the pickle that starts at ``start`` in ``data``; return the offset after its STOP
+    and whether it holds Python 2 ``str`` opcodes (STRING, BINSTRING, SHORT_BINSTRING).
 
     Raises :class:`PickleScanError` for an unknown or truncated opcode, a memo index above the
     number of memo writes, nesting deeper than :data:`MAX_DEPTH`, more than
@@ -86,6 +88,7 @@ def scan_pickle(data: bytes, start: int = 0, persistent_ids: bool = False) -> in
     memo: dict[int, list[int]] = {}
     puts = 0
     max_index = -1
+    python2_strings = False
     for _count in range(MAX_OPCODES):
         if position >= size:
             raise PickleScanError("the pickle ends before its STOP opcode (truncated?)")
@@ -111,6 +114,7 @@ def scan_pickle(data: bytes, start: int = 0, persistent_ids: bool = False) -> in
                 raise PickleScanError(
                     f"{name} announces {length} bytes but only {size - position} follow"
                 )
+            python2_strings = python2_strings or name in _PY2_STRINGS
             if name in ("LONG1", "LONG4") and length > MAX_LONG_BYTES:
                 raise PickleScanError(f"{name} integer of {length} bytes; FLAME files use <= 8")
             position += length
@@ -123,6 +127,7 @@ def scan_pickle(data: bytes, start: int = 0, persistent_ids: bool = False) -> in
                 if end < 0:
                     raise PickleScanError(f"{name} text argument without an end of line")
                 position = end + 1
+            python2_strings = python2_strings or name == "STRING"
             if name in ("INT", "LONG") and position - first > MAX_LONG_BYTES:
                 raise PickleScanError(f"{name} of {position - first} digits; FLAME files use <= 20")
             if name in ("PUT", "GET"):
@@ -194,4 +199,4 @@ def scan_pickle(data: bytes, start: int = 0, persistent_ids: bool = False) -> in
             f"memo index {max_index} is above the {puts} memo writes; a real pickler never "
             "leaves such gaps (it would make the unpickler allocate a huge memo)"
         )
-    return position
+    return position, python2_strings

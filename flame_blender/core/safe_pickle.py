@@ -8,7 +8,7 @@ file into reading raw bytes as pointers. So reading happens in three steps:
 2. ``pickle.Unpickler`` runs with :data:`~.pickle_records.ALLOWED_GLOBALS` only: every name maps
    to an inert record of its arguments (no numpy, chumpy, scipy or torch code runs), anything
    else is refused the moment it is looked up;
-3. :class:`_Resolver` turns records into plain data: arrays through :mod:`.plain_arrays` (plain
+3. :mod:`.pickle_resolve` turns records into plain data: arrays through :mod:`.plain_arrays` (plain
    numeric dtypes, sizes equal to the bytes held), chumpy ``Ch`` into :class:`ChumpyArray`,
    ``csc_matrix`` into :class:`SparseCscMatrix`, legacy torch tensors into arrays.
 
@@ -25,125 +25,24 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from . import pickle_records as records
 from .errors import FlameFileError, UnsafePickleError
 from .pickle_records import ALLOWED_GLOBALS
+from .pickle_resolve import Python2Text, resolve_records
 from .pickle_scan import PickleScanError, scan_pickle
-from .plain_arrays import (
-    ArrayFormatError,
-    array_from_bytes,
-    checked_shape,
-    element_count,
-    plain_dtype,
-)
+from .stand_ins import ChumpyArray, SparseCscMatrix, to_array
 
-MAX_RESOLVE_DEPTH = 100
-MAX_OBJECT_ITEMS = 1_000_000  # elements of a pickled object array (FLAME's hold one)
-MAX_DENSE_ELEMENTS = 1 << 26  # a csc_matrix made dense (FLAME's regressor: 5 x 5023)
-
-
-class ChumpyArray:
-    """Stand-in for ``chumpy.ch.Ch``: keeps only the stored value ``x`` (an ndarray).
-
-    chumpy's bookkeeping (``_dirty_vars``, ``_itr``, ``_depends_on_deps``, ...) is dropped.
-    ``np.asarray(ch)`` and ``ch.r`` give the value, as with chumpy.
-    """
-
-    def __init__(self, x: Any = None) -> None:
-        self.x = x
-
-    @property
-    def r(self) -> np.ndarray:
-        return to_array(self)
-
-    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
-        value = to_array(self)
-        return value if dtype is None else value.astype(dtype, copy=False)
-
-    def __repr__(self) -> str:
-        return f"ChumpyArray(shape={getattr(self.x, 'shape', None)})"
-
-
-class SparseCscMatrix:
-    """Stand-in for ``scipy.sparse.csc_matrix`` (old and new module paths).
-
-    Compressed sparse columns: the rows of column ``j`` are ``indices[indptr[j]:indptr[j+1]]``
-    with values ``data[indptr[j]:indptr[j+1]]``.
-    """
-
-    def __init__(self, shape: Any = None, indices: Any = None, indptr: Any = None,
-                 data: Any = None) -> None:  # fmt: skip
-        self.shape = shape
-        self.indices = indices
-        self.indptr = indptr
-        self.data = data
-
-    def toarray(self) -> np.ndarray:
-        """The dense float64 matrix ``(rows, cols)``; ValueError when the parts disagree."""
-        if self.shape is None or len(self.shape) != 2:
-            raise ValueError(f"csc_matrix has no 2-D shape (found {self.shape!r})")
-        rows, cols = self.shape
-        if rows * cols > MAX_DENSE_ELEMENTS:
-            raise ValueError(f"csc_matrix of shape {self.shape} is too large to make dense")
-        indices = np.asarray(to_array(self.indices)).ravel()
-        indptr = np.asarray(to_array(self.indptr)).ravel()
-        data = np.asarray(to_array(self.data)).ravel()
-        if indices.dtype.kind not in "iu" or indptr.dtype.kind not in "iu":
-            raise ValueError("csc_matrix indices/indptr must be integer arrays")
-        if data.dtype.kind not in "biuf":
-            raise ValueError("csc_matrix data must be numbers")
-        data = data.astype(np.float64)
-        if indptr.shape != (cols + 1,):
-            raise ValueError(f"csc_matrix indptr has {indptr.size} entries, expected {cols + 1}")
-        if indptr.dtype == np.uint64 and indptr.size and indptr.max() > np.iinfo(np.int64).max:
-            raise ValueError("csc_matrix indptr holds values beyond int64")
-        indptr = indptr.astype(np.int64)
-        nnz = int(indptr[-1])
-        if indptr[0] != 0 or np.any(np.diff(indptr) < 0):
-            raise ValueError("csc_matrix indptr must start at 0 and never decrease")
-        if nnz > indices.size or nnz > data.size:
-            raise ValueError(
-                f"csc_matrix indptr promises {nnz} entries but indices has {indices.size} "
-                f"and data {data.size}"
-            )
-        indices = indices[:nnz]
-        if nnz and (indices.min() < 0 or indices.max() >= rows):
-            raise ValueError(f"csc_matrix row index out of range 0..{rows - 1}")
-        indices = indices.astype(np.int64)
-        dense = np.zeros((rows, cols), dtype=np.float64)
-        columns = np.repeat(np.arange(cols), np.diff(indptr))
-        np.add.at(dense, (indices, columns), data[:nnz])  # duplicates add, as scipy does
-        return dense
-
-    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
-        dense = self.toarray()
-        return dense if dtype is None else dense.astype(dtype, copy=False)
-
-    def __repr__(self) -> str:
-        return f"SparseCscMatrix(shape={self.shape})"
-
-
-def to_array(value: Any) -> Any:
-    """Unwrap stand-ins: a ``Ch`` gives its ``x`` (recursively), a sparse matrix its dense array;
-    anything else is returned unchanged."""
-    seen = 0
-    while isinstance(value, ChumpyArray):
-        value = value.x
-        seen += 1
-        if seen > 100:
-            raise ValueError("chumpy.ch.Ch nests more than 100 deep")
-    if isinstance(value, SparseCscMatrix):
-        return value.toarray()
-    return value
+__all__ = [
+    "ALLOWED_GLOBALS", "ChumpyArray", "Python2Text", "RestrictedUnpickler", "SparseCscMatrix",
+    "describe_error", "load_pickle", "load_pickle_bytes", "read_file_bytes", "resolve_records",
+    "to_array", "unpickle_records",
+]  # fmt: skip
 
 
 # --- unpickling -------------------------------------------------------------------------------
 
 
 class RestrictedUnpickler(pickle.Unpickler):
-    """``pickle.Unpickler`` (latin1 for Python 2 strings) that resolves only
+    """``pickle.Unpickler`` (Python 2 strings as bytes) that resolves only
     :data:`ALLOWED_GLOBALS` (plus ``extra_globals``) to inert records, and has no persistent
     ids unless given. Its output still holds records: see :func:`load_pickle_bytes`."""
 
@@ -154,7 +53,7 @@ class RestrictedUnpickler(pickle.Unpickler):
         extra_globals: dict[tuple[str, str], Any] | None = None,
         persistent_load: Callable[[Any], Any] | None = None,
     ) -> None:
-        super().__init__(file, encoding="latin1")
+        super().__init__(file, encoding="bytes")
         self._path = path
         self._globals = dict(ALLOWED_GLOBALS)
         if extra_globals:
@@ -186,186 +85,16 @@ def unpickle_records(
     persistent_load: Callable[[Any], Any] | None = None,
 ) -> tuple[Any, int]:
     """Scan then unpickle the pickle at ``start`` of ``data``: (value with records, end offset).
-    Errors propagate as they are; the public loaders turn them into ``FlameFileError``."""
-    end = scan_pickle(data, start, persistent_ids=persistent_load is not None)
+    Errors propagate as they are; the public loaders turn them into ``FlameFileError``.
+
+    Python 2 ``str`` values arrive as bytes (so array data is never decoded and re-encoded);
+    the value is wrapped in :class:`Python2Text` to tell the resolver to decode the others
+    with latin1, as ``pickle.load(..., encoding='latin1')`` would."""
+    end, python2_strings = scan_pickle(data, start, persistent_ids=persistent_load is not None)
     stream = io.BytesIO(data)
     stream.seek(start)
     value = RestrictedUnpickler(stream, path, extra_globals, persistent_load).load()
-    return value, end
-
-
-def _state_dict(state: Any, class_name: str) -> dict:
-    """A BUILD state as one dict: pickles write either a dict or a (dict state, slot state) pair."""
-    if isinstance(state, tuple) and len(state) == 2:
-        merged: dict = {}
-        for part in state:
-            if isinstance(part, dict):
-                merged.update(part)
-        state = merged
-    if not isinstance(state, dict):
-        raise ArrayFormatError(f"{class_name} state is a {type(state).__name__}, expected a dict")
-    return state
-
-
-def _dtype_of(record: Any) -> np.dtype | str:
-    """The plain dtype a ``numpy.dtype`` record names, or "object" for an object dtype."""
-    if isinstance(record, np.dtype):
-        return plain_dtype(record.str)
-    if not isinstance(record, records.DtypeRecord) or len(record.args) != 1:
-        raise ArrayFormatError(f"array dtype is a {type(record).__name__}, expected numpy.dtype")
-    code = record.args[0]
-    state = record.state
-    if code in ("O8", "O4", "O", b"O8", b"O4"):
-        if state is not None and (not isinstance(state, tuple) or len(state) < 8
-                                  or state[1] != "|" or state[7] != 63):  # fmt: skip
-            raise ArrayFormatError("object dtype state is not the one numpy writes")
-        return "object"
-    plain_dtype(code)  # the kind first: its message is the useful one
-    byteorder = "="
-    if state is not None:
-        if not isinstance(state, tuple) or len(state) not in (8, 9):
-            raise ArrayFormatError("numpy.dtype state is not the 8-field tuple numpy writes")
-        version, byteorder, subarray, names, fields = state[:5]
-        if version not in (3, 4) or subarray is not None or names is not None or fields is not None:
-            raise ArrayFormatError("numpy.dtype state has fields or a sub-array; FLAME files "
-                                   "hold plain numbers")  # fmt: skip
-        if state[7] != 0 or (len(state) == 9 and state[8]):
-            raise ArrayFormatError("numpy.dtype state has flags or metadata")
-        if isinstance(byteorder, bytes):
-            byteorder = byteorder.decode("latin1")
-        if not isinstance(byteorder, str):
-            raise ArrayFormatError("numpy.dtype state has no byte order")
-    dtype = plain_dtype(code, byteorder)
-    if state is not None and state[5] not in (-1, dtype.itemsize):
-        raise ArrayFormatError("numpy.dtype state has a different element size")
-    return dtype
-
-
-class _Resolver:
-    """Turns unpickled values holding records into plain data (dicts, lists, arrays...)."""
-
-    def __init__(self, path: str | Path | None) -> None:
-        self.path = path
-        self.done: dict[int, Any] = {}
-        self.keep: list[Any] = []  # keeps ids in `done` from being reused while resolving
-        self.active: set[int] = set()
-
-    def __call__(self, value: Any, depth: int = 0) -> Any:
-        if value is None or isinstance(value, (bool, int, float, complex, str, bytes)):
-            return value
-        key = id(value)
-        if key in self.done:
-            return self.done[key]
-        if key in self.active:
-            raise ArrayFormatError("the pickle holds a cycle; FLAME files never do")
-        if depth > MAX_RESOLVE_DEPTH:
-            raise ArrayFormatError(f"values nest deeper than {MAX_RESOLVE_DEPTH}")
-        self.active.add(key)
-        result = self._resolve(value, depth + 1)
-        self.active.discard(key)
-        self.done[key] = result
-        self.keep.append(value)
-        return result
-
-    def _resolve(self, value: Any, depth: int) -> Any:  # noqa: C901 - one branch per kind
-        if isinstance(value, dict):
-            result = {}
-            for k, v in value.items():
-                try:
-                    result[self._key(k, depth)] = self(v, depth)
-                except ArrayFormatError as error:  # say where: "key 'v_template': ..."
-                    where = f"key {k!r:.60}" if isinstance(k, (str, bytes, int)) else "a key"
-                    raise ArrayFormatError(f"{where}: {error}") from None
-            return result
-        if isinstance(value, list):
-            return [self(item, depth) for item in value]
-        if isinstance(value, tuple):
-            return tuple(self(item, depth) for item in value)
-        if isinstance(value, (set, frozenset)):
-            return type(value)(self._key(item, depth) for item in value)
-        if isinstance(value, bytearray):
-            return bytes(value)
-        if isinstance(value, records.ArrayRecord):
-            return self._array(value, depth)
-        if isinstance(value, records.BufferRecord):
-            if len(value.args) != 4 or value.args[3] not in ("C", "F"):
-                raise ArrayFormatError("_frombuffer needs (data, dtype, shape, 'C' or 'F')")
-            data, dtype, shape, order = value.args
-            dtype = _dtype_of(dtype)
-            if isinstance(dtype, str):
-                raise ArrayFormatError("_frombuffer of an object dtype is refused")
-            return array_from_bytes(data, dtype, shape, order == "F")
-        if isinstance(value, records.ScalarRecord):
-            if len(value.args) != 2:
-                raise ArrayFormatError("numpy scalar needs (dtype, data)")
-            dtype = _dtype_of(value.args[0])
-            if isinstance(dtype, str):
-                raise ArrayFormatError("numpy scalar of an object dtype is refused")
-            return array_from_bytes(value.args[1], dtype, ())[()]
-        if isinstance(value, records.DtypeRecord):
-            dtype = _dtype_of(value)
-            if isinstance(dtype, str):
-                raise ArrayFormatError("a bare object dtype is refused")
-            return dtype
-        if isinstance(value, records.CscRecord):
-            state = _state_dict(value.state, "csc_matrix")
-            shape = state.get("_shape", state.get("shape"))
-            shape = checked_shape(self(shape, depth)) if shape is not None else None
-            return SparseCscMatrix(shape, *(self(state.get(k), depth) for k in
-                                            ("indices", "indptr", "data")))  # fmt: skip
-        if isinstance(value, records.ChumpyRecord):
-            return ChumpyArray(self(_state_dict(value.state, "chumpy.ch.Ch").get("x"), depth))
-        if isinstance(value, records.TensorRecord):
-            from .legacy_torch import rebuild_tensor
-
-            args = tuple(self(arg, depth) for arg in value.args[1:4])
-            return rebuild_tensor(self(value.args[0], depth), *args) if len(args) == 3 else \
-                _refuse("_rebuild_tensor_v2 needs (storage, offset, size, stride, ...)")
-        if isinstance(value, records.StorageBytesRecord):
-            from .legacy_torch import load_storage_from_bytes
-
-            if len(value.args) != 1:
-                raise ArrayFormatError("_load_from_bytes needs one bytes argument")
-            return load_storage_from_bytes(value.args[0], self.path)
-        raise ArrayFormatError(
-            f"the pickle holds a {type(value).__name__} as a value; FLAME files hold only "
-            "dicts, lists, numbers, strings and arrays"
-        )
-
-    def _key(self, key: Any, depth: int) -> Any:
-        resolved = self(key, depth)
-        try:
-            hash(resolved)
-        except TypeError:
-            raise ArrayFormatError("a dict key or set item is not hashable") from None
-        return resolved
-
-    def _array(self, record: records.ArrayRecord, depth: int) -> np.ndarray:
-        state = record.state
-        if isinstance(state, tuple) and len(state) == 5:
-            state = state[1:]  # (version, shape, dtype, fortran, data)
-        if not isinstance(state, tuple) or len(state) != 4:
-            raise ArrayFormatError("numpy array state is not (shape, dtype, fortran, data)")
-        shape, dtype, fortran, data = state
-        shape = checked_shape(shape)
-        dtype = _dtype_of(dtype)
-        if not isinstance(fortran, (bool, int)):
-            raise ArrayFormatError("numpy array state has no Fortran-order flag")
-        if dtype != "object":
-            return array_from_bytes(data, dtype, shape, bool(fortran))
-        count = element_count(shape)
-        if not isinstance(data, list) or len(data) != count or count > MAX_OBJECT_ITEMS:
-            raise ArrayFormatError(
-                f"object array of shape {shape} must hold a list of {count} items"
-            )
-        holder = np.empty(count, dtype=object)
-        for index, item in enumerate(data):
-            holder[index] = self(item, depth)
-        return holder.reshape(shape, order="F" if fortran else "C")
-
-
-def _refuse(message: str) -> Any:
-    raise ArrayFormatError(message)
+    return (Python2Text(value) if python2_strings else value), end
 
 
 def describe_error(error: BaseException) -> str:
@@ -378,11 +107,6 @@ def describe_error(error: BaseException) -> str:
         return "RecursionError: it nests too deeply"
     text = str(error)[:300] or type(error).__name__
     return f"{type(error).__name__}: {text}"
-
-
-def resolve_records(value: Any, path: str | Path | None) -> Any:
-    """Records in an unpickled value replaced by plain data (see :class:`_Resolver`)."""
-    return _Resolver(path)(value)
 
 
 def load_pickle_bytes(data: bytes, path: str | Path | None = None) -> Any:

@@ -1,0 +1,29 @@
+"""Reader name -> public reader function, for the hostile-file and fuzz tests (no side effects:
+the child runners set their limits before importing this)."""
+
+from __future__ import annotations
+
+from flame_blender.core import (
+    landmark_io,
+    model_io,
+    numpy_files,
+    ply_io,
+    safe_pickle,
+    texture_io,
+)
+
+READERS = {
+    "pickle": safe_pickle.load_pickle,
+    "model": model_io.load_flame,
+    "masks": model_io.load_flame_masks,
+    "npy": numpy_files.load_npy,
+    "npz": numpy_files.load_npz,
+    "static": landmark_io.load_static_landmark_embedding,
+    "dynamic": landmark_io.load_dynamic_landmark_embedding,
+    "deca": landmark_io.load_deca_landmark_embedding,
+    "vhap": landmark_io.load_vhap_landmark_embedding,
+    "mediapipe": landmark_io.load_mediapipe_landmark_embedding,
+    "texture": texture_io.load_texture_model,
+    "obj": texture_io.load_template_mesh,
+    "ply": ply_io.load_ply_mesh,
+}

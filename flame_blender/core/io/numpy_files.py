@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 from numpy.lib import format as npy_format
 
-from .errors import FlameFileError
+from ..errors import FlameFileError
 from .safe_pickle import load_pickle_bytes
 
 

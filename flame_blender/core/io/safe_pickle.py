@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import FlameFileError, UnsafePickleError
+from ..errors import FlameFileError, UnsafePickleError
 
 try:  # numpy >= 1.26 has numpy._core; numpy 2 warns when numpy.core is imported
     from numpy._core.multiarray import _reconstruct as _numpy_reconstruct

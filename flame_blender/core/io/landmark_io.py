@@ -23,8 +23,8 @@ from typing import Any
 
 import numpy as np
 
-from .errors import FlameFileError
-from .landmarks import CONTOUR_BIN_COUNT, YAW_BIN_DEGREES
+from ..errors import FlameFileError
+from ..model.landmarks import CONTOUR_BIN_COUNT, YAW_BIN_DEGREES
 from .numpy_files import load_npy, load_npz
 from .safe_pickle import load_pickle, to_array
 

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .errors import FlameParameterError
+from ..errors import FlameParameterError
 from .landmarks import LandmarkSet
 from .landmarks import contour_bin as contour_bin_numpy
 from .lbs import barycentric_points, pose_feature, rigid_transforms, skinning_displacement
@@ -282,7 +282,7 @@ class FLAME(torch.nn.Module):
             if neck_rotations is None:
                 bins = torch.zeros(batch, dtype=torch.int64, device=vertices.device)
             else:
-                bins = contour_bin(neck_rotations)  # the choice of core/landmarks.py, not a copy
+                bins = contour_bin(neck_rotations)  # the choice of core/model/landmarks.py, not a copy
             # (B, 17, 3) corners and weights of each head's contour row
             contour = barycentric_points(vertices, self._contour_vertices[bins], self._contour_barycentric[bins])
             out[self.landmarks.contour_name] = contour

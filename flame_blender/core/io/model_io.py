@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import FlameFileError
+from ..errors import FlameFileError
 from .safe_pickle import ChumpyArray, SparseCscMatrix, load_pickle, to_array
 
 # load_flame's choice in a folder, first match wins (then any other *.pkl holding a model).

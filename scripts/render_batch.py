@@ -55,7 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="landmark sets: mediapipe, ibug68, ibug51, ibug68_dynamic, or none")
     parser.add_argument("--ranges", default=None,
                         help="sampling ranges as JSON, inline or a .json file, e.g. "
-                        "'{\"camera_azimuth\": [-60, 60]}' (see core/dataset.py)")
+                        "'{\"camera_azimuth\": [-60, 60]}' (see core/render/dataset.py)")
     parser.add_argument("--transparent", action="store_true",
                         help="transparent background in the RGB pictures")
     parser.add_argument("--no-denoise", action="store_true", help="turn Cycles' denoiser off")

@@ -26,7 +26,7 @@ def test_build_install_and_use_the_installed_copy(tmp_path, flame_dir, blender_a
 
     names = zipfile.ZipFile(zip_path).namelist()
     assert "blender_manifest.toml" in names and "__init__.py" in names
-    assert "blender/head.py" in names and "core/parameters.py" in names
+    assert "blender/head.py" in names and "core/model/parameters.py" in names
     assert not [name for name in names if "__pycache__" in name or name.startswith("tests/")]
 
     # The repository copy and the installed copy register the same classes: one at a time.

@@ -1,4 +1,4 @@
-"""The one forward pass (core/lbs.py) and the new inputs, in every backend, against independent code.
+"""The one forward pass (core/model/lbs.py) and the new inputs, in every backend, against independent code.
 
 References: ``reference_flame`` of test_forward.py (the textbook 4x4 formulas, nothing from the
 package), smplx's FLAME (installed for the benchmarks), and for the teeth a model extended by this
@@ -17,11 +17,11 @@ import torch
 from io_fakes import FakeCscNew, dumps
 from test_forward import V, as_torch, random_model, random_parameters, reference_flame
 
-from flame_blender.core import lbs
 from flame_blender.core.backend import create_backend
 from flame_blender.core.errors import FlameFileError, FlameParameterError
 from flame_blender.core.flame_numpy import FlameNumpy
 from flame_blender.core.flame_torch import FLAME
+from flame_blender.core.model import lbs
 from flame_blender.core.model_io import load_flame
 
 PARENTS = [-1, 0, 1, 1, 1]

@@ -1,4 +1,4 @@
-"""PNG and EXR files of core/png.py and core/exr.py, opened by Blender's own image loader.
+"""PNG and EXR files of core/render/png.py and core/render/exr.py, opened by Blender's own image loader.
 
 The project's readers are checked against the same loader: a writer and a reader that agree only
 with each other would pass a round trip while writing files nobody else can open.

@@ -14,6 +14,9 @@ Example::
 from __future__ import annotations
 
 import importlib
+import importlib.abc
+import importlib.util
+import sys
 from typing import Any
 
 # public name -> module (relative to this package) that defines it
@@ -23,55 +26,121 @@ _EXPORTS = {
     "UnsafePickleError": "errors",
     "FlameParameterError": "errors",
     # model files
-    "load_flame": "model_io",
-    "load_flame_masks": "model_io",
-    "find_flame_model_file": "model_io",
+    "load_flame": "io.model_io",
+    "load_flame_masks": "io.model_io",
+    "find_flame_model_file": "io.model_io",
     # landmark embeddings
-    "LandmarkEmbedding": "landmark_io",
-    "load_mediapipe_landmark_embedding": "landmark_io",
-    "load_static_landmark_embedding": "landmark_io",
-    "load_dynamic_landmark_embedding": "landmark_io",
-    "load_deca_landmark_embedding": "landmark_io",
-    "load_landmark_embeddings": "landmark_io",
-    "load_vhap_landmark_embedding": "landmark_io",
+    "LandmarkEmbedding": "io.landmark_io",
+    "load_mediapipe_landmark_embedding": "io.landmark_io",
+    "load_static_landmark_embedding": "io.landmark_io",
+    "load_dynamic_landmark_embedding": "io.landmark_io",
+    "load_deca_landmark_embedding": "io.landmark_io",
+    "load_landmark_embeddings": "io.landmark_io",
+    "load_vhap_landmark_embedding": "io.landmark_io",
     # textures and the template OBJ
-    "TextureModel": "texture_io",
-    "load_texture_model": "texture_io",
-    "TemplateMesh": "texture_io",
-    "load_template_mesh": "texture_io",
-    "load_ply_mesh": "ply_io",
+    "TextureModel": "io.texture_io",
+    "load_texture_model": "io.texture_io",
+    "TemplateMesh": "io.texture_io",
+    "load_template_mesh": "io.texture_io",
+    "load_ply_mesh": "io.ply_io",
     # synthetic FLAME files for tests and the demo
     "write_synthetic_flame": "synthetic",
     "builtin_flame_dir": "synthetic",
     "synthetic_flame_model": "synthetic",
     # the forward pass
-    "FLAME": "flame_torch",
-    "FlameOutput": "flame_torch",
-    "FlameNumpy": "flame_numpy",
-    "create_backend": "backend",
+    "FLAME": "model.flame_torch",
+    "FlameOutput": "model.flame_torch",
+    "FlameNumpy": "model.flame_numpy",
+    "create_backend": "model.backend",
     # the forward pass written once (numpy or torch), and the inputs trackers add
-    "lbs": "lbs",
-    "add_teeth": "teeth",
-    "teeth_uvs": "teeth",
-    "find_extra_blendshapes": "extra_blendshapes",
+    "lbs": "model.lbs",
+    "add_teeth": "model.teeth",
+    "teeth_uvs": "model.teeth",
+    "find_extra_blendshapes": "io.extra_blendshapes",
     # cameras
-    "camera2pixel": "camera",
-    "pixel2camera": "camera",
-    "intrinsic_matrix": "camera",
-    "intrinsics_from_blender": "camera",
-    "world_to_camera_from_blender": "camera",
+    "camera2pixel": "render.camera",
+    "pixel2camera": "render.camera",
+    "intrinsic_matrix": "render.camera",
+    "intrinsics_from_blender": "render.camera",
+    "world_to_camera_from_blender": "render.camera",
     # the files beside a model: where extras are read, the head's UVs, albedo checks (issue 15)
-    "extras_folder": "flame_folder",
-    "absolute_path": "flame_folder",
-    "find_head_uvs": "flame_folder",
-    "albedo_problem": "flame_folder",
+    "extras_folder": "io.flame_folder",
+    "absolute_path": "io.flame_folder",
+    "find_head_uvs": "io.flame_folder",
+    "albedo_problem": "io.flame_folder",
     # parameter sets
-    "FlameParameters": "parameters",
-    "load_parameters": "parameters",
-    "save_parameters": "parameters",
+    "FlameParameters": "model.parameters",
+    "load_parameters": "model.parameters",
+    "save_parameters": "model.parameters",
 }
 
 __all__ = sorted(_EXPORTS)
+
+# core/ is grouped by topic (io/, model/, render/, synthetic/); the module paths from before the
+# grouping (``flame_blender.core.flame_torch``, ...) still import, as the same module objects.
+_MOVED = {
+    "safe_pickle": "io.safe_pickle",
+    "numpy_files": "io.numpy_files",
+    "legacy_torch": "io.legacy_torch",
+    "model_io": "io.model_io",
+    "landmark_io": "io.landmark_io",
+    "texture_io": "io.texture_io",
+    "extra_blendshapes": "io.extra_blendshapes",
+    "atomic": "io.atomic",
+    "json_lines": "io.json_lines",
+    "pickle_records": "io.pickle_records",
+    "pickle_resolve": "io.pickle_resolve",
+    "pickle_scan": "io.pickle_scan",
+    "plain_arrays": "io.plain_arrays",
+    "ply_io": "io.ply_io",
+    "reader_guard": "io.reader_guard",
+    "stand_ins": "io.stand_ins",
+    "flame_folder": "io.flame_folder",
+    "lbs": "model.lbs",
+    "rotation": "model.rotation",
+    "rotation_torch": "model.rotation_torch",
+    "model_arrays": "model.model_arrays",
+    "flame_torch": "model.flame_torch",
+    "flame_numpy": "model.flame_numpy",
+    "backend": "model.backend",
+    "landmarks": "model.landmarks",
+    "teeth": "model.teeth",
+    "parameters": "model.parameters",
+    "camera": "render.camera",
+    "ground_truth": "render.ground_truth",
+    "segmentation": "render.segmentation",
+    "dataset": "render.dataset",
+    "manifest": "render.manifest",
+    "contact_sheet": "render.contact_sheet",
+    "png": "render.png",
+    "exr": "render.exr",
+}
+
+
+class _MovedModuleFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    """Resolves ``flame_blender.core.<old name>`` to the module's new place."""
+
+    def find_spec(self, fullname: str, path: Any = None, target: Any = None) -> Any:
+        prefix, _, old = fullname.rpartition(".")
+        if prefix != __name__ or old not in _MOVED:
+            return None
+        return importlib.util.spec_from_loader(fullname, self)
+
+    def create_module(self, spec: Any) -> Any:
+        module = importlib.import_module(f"{__name__}.{_MOVED[spec.name.rpartition('.')[2]]}")
+        _OWN_SPECS[module.__name__] = module.__spec__
+        return module
+
+    def exec_module(self, module: Any) -> None:
+        # the import system stamped the alias spec on the real module: give it its own back
+        module.__spec__ = _OWN_SPECS[module.__name__]
+
+
+_OWN_SPECS: dict[str, Any] = {}
+
+
+if not any(isinstance(finder, _MovedModuleFinder) for finder in sys.meta_path):
+    sys.meta_path.append(_MovedModuleFinder())
 
 
 def __getattr__(name: str) -> Any:

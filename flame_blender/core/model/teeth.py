@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import FlameFileError
+from ..errors import FlameFileError
 
 TEETH_VERTEX_COUNT = 120
 TEETH_FACE_COUNT = 168

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import FlameFileError
+from ..errors import FlameFileError
 from .reader_guard import file_reader
 from .safe_pickle import read_file_bytes
 from .texture_io import TemplateMesh

@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import FlameParameterError
+from ..errors import FlameParameterError
 from .lbs import pose_feature, rigid_transforms
 from .model_arrays import prepare_flame_arrays, prepare_model
 from .rotation import axis_angle_to_matrix

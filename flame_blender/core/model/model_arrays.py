@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import FlameFileError, FlameParameterError
+from ..errors import FlameFileError, FlameParameterError
 
 #: Identity coefficients come first in ``shapedirs``; expression coefficients start here.
 SHAPE_SPACE_SIZE = 300
@@ -83,12 +83,12 @@ class FlameArrays:
 def resolve_flame_source(flame: str | Path | Mapping[str, Any] | None) -> tuple[Mapping[str, Any], Path | None]:
     """The model dict and the folder its landmark files would sit in (None for a dict)."""
     if flame is None:
-        from .synthetic import builtin_flame_dir
+        from ..synthetic import builtin_flame_dir
 
         flame = builtin_flame_dir()
     if isinstance(flame, Mapping):
         return flame, None
-    from .model_io import load_flame
+    from ..io.model_io import load_flame
 
     path = Path(flame).expanduser()
     model = load_flame(path)
@@ -100,7 +100,7 @@ def load_landmarks_beside(folder: Path | None) -> dict[str, Any]:
     """Every landmark embedding in ``folder`` ({} when there is none or no folder)."""
     if folder is None:
         return {}
-    from .landmark_io import load_landmark_embeddings
+    from ..io.landmark_io import load_landmark_embeddings
 
     return dict(load_landmark_embeddings(folder))
 
@@ -125,7 +125,7 @@ def prepare_model(
     if isinstance(extra_blendshapes, Mapping):
         extras = {str(k): np.asarray(v, dtype=np.float64) for k, v in extra_blendshapes.items()}
     elif extra_blendshapes:
-        from .extra_blendshapes import find_extra_blendshapes
+        from ..io.extra_blendshapes import find_extra_blendshapes
 
         extras = find_extra_blendshapes(folder, np.shape(model["v_template"])[0]) if "v_template" in model else {}
     else:

@@ -25,8 +25,8 @@ from typing import Any
 
 import numpy as np
 
-from .errors import FlameFileError
-from .landmarks import CONTOUR_BIN_COUNT, YAW_BIN_DEGREES
+from ..errors import FlameFileError
+from ..model.landmarks import CONTOUR_BIN_COUNT, YAW_BIN_DEGREES
 from .numpy_files import load_npy, load_npz
 from .plain_arrays import fits_int64
 from .reader_guard import file_reader

@@ -30,8 +30,8 @@ from typing import Any
 
 import numpy as np
 
-from .errors import FlameParameterError
-from .parameters import FlameParameters
+from ..errors import FlameParameterError
+from ..model.parameters import FlameParameters
 
 # Independent random streams per group (the third seed word).
 _FLAME_STREAM, _ALBEDO_STREAM, _CAMERA_STREAM, _LIGHT_STREAM = 0, 1, 2, 3

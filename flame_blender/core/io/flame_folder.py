@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import FlameFileError
+from ..errors import FlameFileError
 
 TEMPLATE_MESH_FILE_NAMES = ("head_template_mesh.obj", "head_template.obj")
 UV_TEXTURE_FILE_NAMES = ("FLAME_texture.npz", "albedoModel2020_FLAME_albedoPart.npz")

@@ -25,7 +25,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .errors import FlameFileError, UnsafePickleError
+from ..errors import FlameFileError, UnsafePickleError
 from .pickle_records import ALLOWED_GLOBALS
 from .pickle_resolve import Python2Text, resolve_records
 from .pickle_scan import PickleScanError, scan_pickle

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import FlameFileError
+from ..errors import FlameFileError
 from .numpy_files import load_npy
 
 #: Names (file stems) of the extra blend shapes looked for, in coefficient order.

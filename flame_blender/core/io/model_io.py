@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import FlameFileError
+from ..errors import FlameFileError
 from .plain_arrays import fits_int64
 from .reader_guard import file_reader
 from .safe_pickle import ChumpyArray, SparseCscMatrix, load_pickle, to_array

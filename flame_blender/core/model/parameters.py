@@ -20,8 +20,8 @@ from typing import Any
 
 import numpy as np
 
-from .errors import FlameFileError, FlameParameterError
-from .json_lines import read_json_lines
+from ..errors import FlameFileError, FlameParameterError
+from ..io.json_lines import read_json_lines
 
 #: Parameter name -> fixed length, for the pose-like parameters.
 POSE_SIZES: dict[str, int] = {

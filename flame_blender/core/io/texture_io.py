@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import FlameFileError, FlameParameterError
+from ..errors import FlameFileError, FlameParameterError
 from .model_io import all_finite
 from .numpy_files import load_npz
 from .reader_guard import file_reader

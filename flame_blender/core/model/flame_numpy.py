@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import FlameParameterError
+from ..errors import FlameParameterError
 from .lbs import rigid_transforms as _tree_transforms
 from .lbs import skinning_displacement
 from .model_arrays import (  # noqa: F401  (re-exported: their historical home)

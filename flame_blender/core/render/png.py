@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .atomic import atomic_write_bytes
-from .errors import FlameFileError
+from ..errors import FlameFileError
+from ..io.atomic import atomic_write_bytes
 
 _SIGNATURE = b"\x89PNG\r\n\x1a\n"
 # channels -> PNG colour type

@@ -15,9 +15,9 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from .atomic import atomic_write_text
-from .errors import FlameFileError
-from .json_lines import read_json_lines
+from ..errors import FlameFileError
+from ..io.atomic import atomic_write_text
+from ..io.json_lines import read_json_lines
 
 MANIFEST_NAME = "index.jsonl"
 _SHARD_PATTERN = re.compile(r"^index\.shard-(\d+)-of-(\d+)\.jsonl$")

@@ -27,10 +27,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from .errors import FlameParameterError
+from ..errors import FlameParameterError
 from .landmarks import LandmarkSet
 from .landmarks import contour_bin as contour_bin_numpy
-from .lbs import pose_feature, rigid_transforms, skinning_displacement
+from .lbs import barycentric_points, pose_feature, rigid_transforms, skinning_displacement
 from .model_arrays import (
     PARAMETER_NAMES,
     POSE_ARGUMENTS,
@@ -280,17 +280,15 @@ class FLAME(torch.nn.Module):
         for i, name in enumerate(self._static_landmarks):
             vertex_indices = getattr(self, f"_landmark_{i}_vertices")
             barycentric = getattr(self, f"_landmark_{i}_barycentric")
-            out[name] = (vertices[:, vertex_indices] * barycentric.unsqueeze(-1)).sum(-2)
+            out[name] = barycentric_points(vertices, vertex_indices, barycentric)
         if self.landmarks.contour is not None:
             batch = vertices.shape[0]
             if neck_rotations is None:
                 bins = torch.zeros(batch, dtype=torch.int64, device=vertices.device)
             else:
-                bins = contour_bin(neck_rotations, self.landmarks.contour_convention)
-            vertex_indices = self._contour_vertices[bins]  # (B, 17, 3)
-            barycentric = self._contour_barycentric[bins]  # (B, 17, 3)
-            rows = torch.arange(batch, device=vertices.device).view(-1, 1, 1)
-            contour = (vertices[rows, vertex_indices] * barycentric.unsqueeze(-1)).sum(-2)
+                bins = contour_bin(neck_rotations, self.landmarks.contour_convention)  # the choice of core/model/landmarks.py, not a copy
+            # (B, 17, 3) corners and weights of each head's contour row
+            contour = barycentric_points(vertices, self._contour_vertices[bins], self._contour_barycentric[bins])
             out[self.landmarks.contour_name] = contour
             if "static_51" in out:
                 out["dynamic_68"] = torch.cat([contour, out["static_51"]], dim=1)

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import FlameFileError
+from ..errors import FlameFileError
 from .plain_arrays import ArrayFormatError, checked_shape, empty_for, plain_dtype
 from .safe_pickle import describe_error, load_pickle_bytes
 

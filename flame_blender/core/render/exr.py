@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .atomic import atomic_write_bytes
-from .errors import FlameFileError
+from ..errors import FlameFileError
+from ..io.atomic import atomic_write_bytes
 
 _MAGIC = 20000630
 _NO_COMPRESSION, _ZIPS, _ZIP = 0, 2, 3

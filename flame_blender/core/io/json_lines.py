@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from .errors import FlameFileError
+from ..errors import FlameFileError
 
 
 def read_json_lines(path: str | Path, what: str) -> list[tuple[int, Any]]:

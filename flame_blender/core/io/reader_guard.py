@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from .errors import FlameFileError
+from ..errors import FlameFileError
 
 Reader = TypeVar("Reader", bound=Callable[..., Any])
 

@@ -2,9 +2,9 @@
 the head's rotation relative to the camera, so the far-side contour landmarks sit on the
 silhouette in the rendered picture; and the exact ray-cast visibility is reported.
 
-The silhouette is read from the rendered depth map (scripts/render_batch.py's own output), not
-from the contour table: edges between neighbouring pixels where the depth steps onto the
-background or onto a surface well behind.
+The silhouette is read from the rendered depth and normal maps (scripts/render_batch.py's own
+output), not from the contour table: edges between neighbouring pixels where the surface steps
+onto the background or onto another surface that neither pixel's tangent plane explains.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = REPO_ROOT / "scripts" / "render_batch.py"
 SIZE = 256
 TOLERANCE_PX = 1.5
-DEPTH_STEP = 0.005  # metres between neighbouring pixel centres: a different surface
+DEPTH_STEP = 0.003  # metres off a neighbour's tangent plane: a different surface
 # iBUG contour order: 0 on the head's right (-x) ... 8 the chin ... 16 on its left (+x)
 RIGHT_SIDE, LEFT_SIDE = list(range(0, 8)), list(range(9, 17))
 
@@ -44,17 +44,33 @@ def render(flame_dir: Path, out: Path, azimuth: float) -> tuple[dict, Path]:
     return json.loads(record_path.read_text()), record_path.parent
 
 
-def silhouette_edges(depth: np.ndarray) -> np.ndarray:
+def silhouette_edges(depth: np.ndarray, normals: np.ndarray, intrinsics: dict) -> np.ndarray:
     """Midpoints ``(E, 2)`` (x, y pixels, (0, 0) = top-left corner) between neighbouring pixel
-    centres where the surface ends: one is background, or the other is well behind it."""
+    centres where the surface ends: one is background, or neither pixel's tangent plane (its
+    depth and normal) explains the other's depth to within DEPTH_STEP: a different surface."""
+    fx, fy, cx, cy = (intrinsics[key] for key in ("fx", "fy", "cx", "cy"))
+    height, width = depth.shape
+    columns, rows = np.meshgrid(np.arange(width) + 0.5, np.arange(height) + 0.5)
+    rays = np.stack([(columns - cx) / fx, (rows - cy) / fy, np.ones_like(columns)], axis=-1)
+    points_3d = rays * depth[..., None]
+
+    def explained(a, b):
+        """Depth at pixel b's ray of the plane through pixel a's surface point, minus b's."""
+        facing = np.einsum("...c,...c->...", normals[a], rays[b])
+        with np.errstate(divide="ignore", invalid="ignore"):
+            predicted = np.einsum("...c,...c->...", normals[a], points_3d[a]) / facing
+        return np.abs(np.where(np.isfinite(predicted), predicted, np.inf) - depth[b])
+
     points = []
     for axis in (0, 1):
-        a = depth.take(range(depth.shape[axis] - 1), axis=axis)
-        b = depth.take(range(1, depth.shape[axis]), axis=axis)
-        edge = ((a > 0) != (b > 0)) | ((a > 0) & (b > 0) & (np.abs(a - b) > DEPTH_STEP))
-        rows, columns = np.nonzero(edge)
-        x = columns + 0.5 + (0.5 if axis == 1 else 0.0)
-        y = rows + 0.5 + (0.5 if axis == 0 else 0.0)
+        a = (slice(0, height - 1), slice(None)) if axis == 0 else (slice(None), slice(0, width - 1))
+        b = (slice(1, height), slice(None)) if axis == 0 else (slice(None), slice(1, width))
+        both = (depth[a] > 0) & (depth[b] > 0)
+        jump = np.minimum(explained(a, b), explained(b, a)) > DEPTH_STEP
+        edge = ((depth[a] > 0) != (depth[b] > 0)) | (both & jump)
+        r, c = np.nonzero(edge)
+        x = c + 0.5 + (0.5 if axis == 1 else 0.0)
+        y = r + 0.5 + (0.5 if axis == 0 else 0.0)
         points.append(np.stack([x, y], axis=1))
     return np.concatenate(points)
 
@@ -71,8 +87,10 @@ def renders(flame_dir, tmp_path_factory):
 @pytest.mark.parametrize("azimuth", [30.0, -30.0])
 def test_contour_sits_on_the_silhouette_in_the_picture(renders, azimuth: float) -> None:
     record, folder = renders[azimuth]
-    depth = read_exr(folder / record["files"]["depth"])["Y"]
-    edges = silhouette_edges(depth)
+    depth = read_exr(folder / record["files"]["depth"])["Y"].astype(np.float64)
+    normal = read_exr(folder / record["files"]["normal"])
+    normals = np.stack([normal["R"], normal["G"], normal["B"]], axis=-1).astype(np.float64)
+    edges = silhouette_edges(depth, normals, record["camera"]["intrinsics"])
     contour = record["landmarks"]["ibug68_dynamic"]
     # the camera toward the head's left (+x) sees the head as if turned toward its right: the
     # far side, turning away from this camera, is the right (-x) cheek

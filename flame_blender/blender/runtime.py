@@ -145,10 +145,10 @@ def _notify_status_bar(message: str) -> None:
         return  # no status bar: stderr is where a background user looks
 
     def report() -> None:
-        try:
+        import contextlib
+
+        with contextlib.suppress(Exception):  # the window may be gone; stderr has it already
             bpy.ops.flame.report_problem(message=message)
-        except Exception:  # the window may be gone; stderr has it already
-            pass
 
     bpy.app.timers.register(report, first_interval=0.0)
 

@@ -380,3 +380,28 @@ def test_dropping_a_pkl_on_the_viewport_imports_it(blender_addon):
     # Dropping runs the operator with filepath set: the dialog confirms counts, then imports.
     rna = bpy.ops.flame.import_head.get_rna_type()
     assert {"filepath", "use_builtin", "n_shape", "n_expression"} <= set(rna.properties.keys())
+
+
+# -- importing torch does not freeze registration or the first update ------------------------
+
+
+def test_torch_is_imported_in_the_background_at_registration():
+    pytest.importorskip("torch")  # the bpy 4.x environments have none, like a stock Blender
+    code = (
+        "import sys, time, bpy, flame_blender\n"
+        "start = time.perf_counter()\n"
+        "flame_blender.register()\n"
+        "from flame_blender.blender import runtime\n"
+        "runtime.start_torch_preload()  # what register() does in a running Blender (not headless)\n"
+        "registered = time.perf_counter() - start\n"
+        "import threading\n"
+        "names = [t.name for t in threading.enumerate()]\n"
+        "runtime.wait_for_torch_preload(120)\n"
+        "print('THREAD', 'flame-torch-import' in names, 'TORCH', 'torch' in sys.modules)\n"
+        "print('REGISTERED', registered)\n"
+        "flame_blender.unregister()\n"
+    )
+    result = run_python(code)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "THREAD True TORCH True" in result.stdout
+    assert float(result.stdout.split("REGISTERED")[-1]) < 0.5  # not waiting for the import

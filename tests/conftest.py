@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 from pathlib import Path
 
@@ -118,8 +119,12 @@ def flame_reference(flame_dir):
 
 # --- Blender versions (issue 13): `pytest --blender-only` runs the Blender-facing tests only. ---
 # `make test` runs the whole suite on the default environment (bpy 5.0) and the Blender-facing
-# tests again on bpy 4.5 and 4.2. A test module is Blender-facing when its source mentions bpy
-# (it imports it, or runs a script under it): new test modules are picked up without a list.
+# tests again on bpy 4.5 and 4.2. A test module is Blender-facing when it imports bpy, uses the
+# Blender fixtures below, or says it runs a script under "the bpy module": new test modules are
+# picked up without a list.
+BLENDER_FACING = re.compile(
+    r"\bimport bpy\b|importorskip\([\"']bpy[\"']\)|\bbpy module\b|\bblender_(addon|scene)\b|\bsmall_head\b"
+)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -136,4 +141,4 @@ def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool 
         return None
     if not collection_path.name.startswith("test_"):
         return None
-    return "bpy" not in collection_path.read_text(encoding="utf-8")
+    return BLENDER_FACING.search(collection_path.read_text(encoding="utf-8")) is None

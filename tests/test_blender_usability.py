@@ -321,3 +321,87 @@ def test_the_panel_names_the_backend_of_the_active_head(blender_scene, flame_dir
     activate(broken)  # the last backend used is the good head's: the panel must not say so
     texts = head_panel_texts()
     assert "Backend: none (model not loaded)" in texts and f"Backend: {name}" not in texts
+
+
+# -- bug 8: the built-in model lives in the extension's user folder, keyed by a stable version
+
+
+def test_builtin_model_is_kept_where_a_saved_file_finds_it_again(blender_scene, tmp_path):
+    import os
+
+    from flame_blender.core.synthetic import SYNTHETIC_VERSION
+
+    assert bpy.ops.flame.import_head(use_builtin=True, n_shape=4, n_expression=2) == {"FINISHED"}
+    head = bpy.context.active_object
+    model = Path(head.flame.model_path)
+    user_resources = Path(os.environ["BLENDER_USER_RESOURCES"]).resolve()
+    assert user_resources in model.parents  # Blender's user folder, not a cache
+    assert model.parent.name == f"synthetic-v{SYNTHETIC_VERSION}-seed0"  # no source digest
+    saved = tmp_path / "head.blend"
+    bpy.ops.wm.save_as_mainfile(filepath=str(saved))
+    # Another session after an update: core's cache is somewhere else (or cleaned).
+    code = (
+        "import bpy, flame_blender\n"
+        "flame_blender.register()\n"
+        f"bpy.ops.wm.open_mainfile(filepath={str(saved)!r})\n"
+        "from flame_blender.blender import runtime\n"
+        "head = bpy.data.objects['FLAME']\n"
+        "print('ERROR', runtime.model_error(head.flame.model_path))\n"
+        "flame_blender.unregister()\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "FLAME_BLENDER_CACHE": str(tmp_path / "cleaned")}
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            timeout=180, env=env, cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "ERROR None" in result.stdout, result.stdout + result.stderr
+
+
+# -- the import dialog: the count and what it costs in the .blend; dropping a .pkl imports it --
+
+
+def test_import_dialog_states_the_shape_key_size_truthfully(blender_scene, flame_dir, tmp_path):
+    from flame_blender.blender.operators import shape_key_size_note
+
+    assert shape_key_size_note(300, 100) == "402 shape keys, about 24 MB in the .blend"
+    empty = tmp_path / "empty.blend"
+    bpy.ops.wm.save_as_mainfile(filepath=str(empty), compress=False)
+    import_head(bpy.context, flame_dir, n_shape=100, n_expression=50)
+    with_head = tmp_path / "head.blend"
+    bpy.ops.wm.save_as_mainfile(filepath=str(with_head), compress=False)
+    grown_mb = (with_head.stat().st_size - empty.stat().st_size) / 1e6
+    stated_mb = float(re.search(r"about (\d+) MB", shape_key_size_note(100, 50)).group(1))
+    assert abs(grown_mb - stated_mb) <= 0.15 * grown_mb + 1.0, (grown_mb, stated_mb)
+
+
+def test_dropping_a_pkl_on_the_viewport_imports_it(blender_addon):
+    handler = bpy.types.FileHandler.bl_rna_get_subclass_py("FLAME_FH_import_head")
+    assert handler is not None and handler.bl_import_operator == "flame.import_head"
+    assert ".pkl" in handler.bl_file_extensions.split(";")
+    # Dropping runs the operator with filepath set: the dialog confirms counts, then imports.
+    rna = bpy.ops.flame.import_head.get_rna_type()
+    assert {"filepath", "use_builtin", "n_shape", "n_expression"} <= set(rna.properties.keys())
+
+
+# -- importing torch does not freeze registration or the first update ------------------------
+
+
+def test_torch_is_imported_in_the_background_at_registration():
+    pytest.importorskip("torch")  # the bpy 4.x environments have none, like a stock Blender
+    code = (
+        "import sys, time, bpy, flame_blender\n"
+        "start = time.perf_counter()\n"
+        "flame_blender.register()\n"
+        "from flame_blender.blender import runtime\n"
+        "runtime.start_torch_preload()  # what register() does in a running Blender (not headless)\n"
+        "registered = time.perf_counter() - start\n"
+        "import threading\n"
+        "names = [t.name for t in threading.enumerate()]\n"
+        "runtime.wait_for_torch_preload(120)\n"
+        "print('THREAD', 'flame-torch-import' in names, 'TORCH', 'torch' in sys.modules)\n"
+        "print('REGISTERED', registered)\n"
+        "flame_blender.unregister()\n"
+    )
+    result = run_python(code)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "THREAD True TORCH True" in result.stdout
+    assert float(result.stdout.split("REGISTERED")[-1]) < 0.5  # not waiting for the import

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -67,3 +68,36 @@ def test_build_install_and_use_the_installed_copy(tmp_path, flame_dir, blender_a
         repos.remove(repo)
         addon_utils.enable(REPO_MODULE, default_set=True)
     assert hasattr(bpy.types.Object, "flame")
+
+
+def test_the_zip_builds_with_plain_python_and_passes_blenders_validator(tmp_path):
+    """No bpy, no site-packages (``-I -S``): the standard library alone builds the zip, and
+    Blender's own validator (blender_ext.py from the bpy wheel) accepts it, with the same files
+    as the zip Blender's tool builds."""
+    import subprocess
+    import zipfile
+
+    script = build_extension.REPO_ROOT / "scripts" / "build_extension.py"
+    base_python = getattr(sys, "_base_executable", sys.executable)
+    result = subprocess.run(
+        [base_python, "-I", "-S", str(script), "--output-dir", str(tmp_path / "plain")],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    plain = Path(result.stdout.strip().splitlines()[-1])
+    tool = build_extension.find_extension_tool()
+    check = subprocess.run([sys.executable, str(tool), "validate", str(plain)],
+                           capture_output=True, text=True, timeout=120)
+    assert check.returncode == 0, check.stdout + check.stderr
+    by_blender = build_extension.build(tmp_path / "blender")
+    assert sorted(zipfile.ZipFile(plain).namelist()) == sorted(zipfile.ZipFile(by_blender).namelist())
+
+
+def test_the_manifest_checks_refuse_what_blender_refuses():
+    import tomllib
+
+    manifest = tomllib.loads((build_extension.REPO_ROOT / "blender_manifest.toml").read_text())
+    assert build_extension.check_manifest(manifest) == []
+    for key, bad in (("id", "flame__blender"), ("version", "0.1"), ("tagline", "Ends with a period."),
+                     ("blender_version_min", "4.2"), ("license", "GPL"), ("permissions", {"disk": "x"})):
+        assert build_extension.check_manifest({**manifest, key: bad}), key

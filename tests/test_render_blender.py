@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import bpy  # noqa: F401  (first: Blender's own modules, e.g. addon_utils, come with it)
 import numpy as np
 import pytest
@@ -218,3 +220,51 @@ def test_apply_albedo_with_a_broken_texture_changes_nothing(head_with_broken_alb
     assert {mat.name for mat in bpy.data.materials} == materials_before
     assert {image.name for image in bpy.data.images} == images_before
     assert len(head.data.materials) == 0
+
+
+# -- issue 13, bug 1: Render Still in an unsaved file, and from Python ------------------------
+
+
+def _studio_head(small_head):
+    scene = bpy.context.scene
+    bpy.context.view_layer.objects.active = small_head
+    bpy.ops.flame.setup_studio()
+    scene.render.resolution_x, scene.render.resolution_y = 16, 12
+    scene.flame_render.samples = 1
+    return scene
+
+
+def test_render_still_in_an_unsaved_file_refuses_before_rendering(blender_addon, small_head, tmp_path):
+    scene = _studio_head(small_head)
+    assert not bpy.data.filepath and scene.flame_render.filepath.startswith("//")
+    renders = []
+
+    def count(*args):
+        renders.append(1)
+
+    bpy.app.handlers.render_pre.append(count)
+    try:
+        with pytest.raises(RuntimeError) as error:
+            bpy.ops.flame.render()
+        assert "not saved" in str(error.value) and "Traceback" not in str(error.value)
+        assert renders == []  # refused before spending the render
+        # The clear choice: the temporary folder, reported with the full path written.
+        assert bpy.ops.flame.render(output_choice="TEMP") == {"FINISHED"}
+        import tempfile
+
+        written = Path(tempfile.gettempdir()) / "flame_render.png"
+        assert written.is_file() and len(renders) == 1
+        written.unlink()
+    finally:
+        bpy.app.handlers.render_pre.remove(count)
+
+
+def test_render_still_from_python_saves_to_the_panel_path(blender_addon, small_head, tmp_path):
+    scene = _studio_head(small_head)
+    bpy.ops.wm.save_as_mainfile(filepath=str(tmp_path / "scene.blend"))
+    scene = bpy.context.scene
+    assert bpy.ops.flame.render() == {"FINISHED"}  # no arguments: the panel's output and samples
+    from flame_blender.core.png import read_png
+
+    assert read_png(tmp_path / "flame_render.png").shape == (12, 16, 4)
+    assert scene.flame_render.last_device

@@ -104,12 +104,24 @@ def head_with_missing_model(flame_dir, tmp_path) -> None:
     blender_head.update_all_heads(force=True)
 
 
+def heads_with_problems(flame_dir, tmp_path) -> None:
+    """A linked duplicate (Alt+D), a key with a vertex group, and a failed update: the panel's
+    warnings and its Make Single User button."""
+    head_active(flame_dir, tmp_path)
+    head = bpy.context.active_object
+    duplicate = head.copy()
+    bpy.context.scene.collection.objects.link(duplicate)
+    head.data.shape_keys.key_blocks["shape_001"].vertex_group = "lips"
+    head.flame.neck_pose = (float("nan"), 0.0, 0.0)
+
+
 SCENES = {
     "empty file": empty_file,
     "head active": head_active,
     "head present, nothing selected": head_not_selected,
     "head with landmark empties and a studio": head_with_landmarks_and_studio,
     "head whose model file is gone": head_with_missing_model,
+    "heads with problems": heads_with_problems,
 }
 
 
@@ -205,6 +217,9 @@ def test_every_panel_draws_with_valid_rna(blender_scene, flame_dir, tmp_path, sc
     if scene_name == "head active":
         assert {"FLAME_PT_pose", "FLAME_PT_coefficients"} <= drawn
         assert any(r.where.startswith("FLAME_UL_coefficients.draw_item") for r in recordings)
+    if scene_name == "heads with problems":
+        operators = [op for r in recordings for op in r.operators()]
+        assert "flame.make_single_user" in operators
 
 
 def test_every_panel_and_ui_list_is_drawn_in_some_scene(blender_scene, flame_dir, tmp_path):

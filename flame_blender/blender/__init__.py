@@ -37,9 +37,18 @@ def register() -> None:
     for module in _modules():
         module.register()
     _unregister_at_exit(True)
+    import bpy
+
+    from . import runtime
+
+    if not bpy.app.background:  # (a script or render farm has no UI to keep responsive)
+        runtime.start_torch_preload()  # a background import: the first slider move does not wait
 
 
 def unregister() -> None:
+    from . import runtime
+
+    runtime.wait_for_torch_preload(60.0)  # never leave a thread half-way through an import
     _unregister_at_exit(False)
     for module in reversed(_modules()):
         module.unregister()

@@ -28,6 +28,16 @@ class HeadOperator:
         return head.active_head(context) is not None
 
 
+#: Bytes one shape key adds to a saved .blend: 5023 float32 xyz points.
+SHAPE_KEY_BYTES = 5023 * 3 * 4
+
+
+def shape_key_size_note(n_shape: int, n_expression: int) -> str:
+    """``"402 shape keys, about 24 MB in the .blend"`` (Basis and the pose key included)."""
+    keys = n_shape + n_expression + 2
+    return f"{keys} shape keys, about {keys * SHAPE_KEY_BYTES / 1e6:.0f} MB in the .blend"
+
+
 class FLAME_OT_import_head(bpy.types.Operator, ImportHelper):
     """Import a FLAME head: mesh, UVs, masks and shape keys for identity, expression and pose"""
 
@@ -42,13 +52,19 @@ class FLAME_OT_import_head(bpy.types.Operator, ImportHelper):
         description="FLAME model file or folder. Empty: the preferences' FLAME folder, "
         "else the built-in synthetic model",
     )
+    use_builtin: BoolProperty(
+        name="Built-in Synthetic Model",
+        description="Import the generated stand-in head that ships with the extension (same "
+        "file formats as FLAME) instead of the chosen file",
+        default=False,
+    )
     n_shape: IntProperty(
         name="Identity Components", default=-1, min=-1, max=300,
-        description="-1: the preference default (capped at what the model has)",
+        description="Shape keys for identity; -1: the preference default (capped at what the model has)",
     )
     n_expression: IntProperty(
         name="Expression Components", default=-1, min=-1, max=100,
-        description="-1: the preference default (capped at what the model has)",
+        description="Shape keys for expression; -1: the preference default (capped at what the model has)",
     )
     name: StringProperty(name="Name", default="FLAME")
     teeth: BoolProperty(
@@ -60,22 +76,52 @@ class FLAME_OT_import_head(bpy.types.Operator, ImportHelper):
     def invoke(self, context, event):
         from .preferences import get_preferences
 
+        if self.filepath and Path(bpy.path.abspath(self.filepath)).is_file():
+            # Dropped on the viewport (FileHandler): confirm the counts, no file browser.
+            return context.window_manager.invoke_props_dialog(self, width=360)
         prefs = get_preferences()
         if not self.filepath and prefs is not None and prefs.flame_dir:
             self.filepath = prefs.flame_dir
         return ImportHelper.invoke(self, context, event)
 
-    def execute(self, context):
+    def _effective_counts(self) -> tuple[int, int]:
         from .preferences import get_preferences
 
-        source = self.filepath
-        if not source:
+        prefs = get_preferences()
+        n_shape = self.n_shape if self.n_shape >= 0 else (prefs.default_n_shape if prefs else 300)
+        n_expression = self.n_expression if self.n_expression >= 0 else (
+            prefs.default_n_expression if prefs else 100)
+        return n_shape, n_expression
+
+    def draw(self, context) -> None:
+        layout = self.layout
+        layout.prop(self, "use_builtin")
+        if self.filepath and not self.use_builtin:
+            layout.label(text=bpy.path.basename(self.filepath.rstrip("/\\")) or self.filepath, icon="FILE")
+        col = layout.column(align=True)
+        col.prop(self, "n_shape")
+        col.prop(self, "n_expression")
+        col = layout.column(align=True)
+        col.label(text=shape_key_size_note(*self._effective_counts()), icon="INFO")
+        col.label(text="(-1: the preference default; fewer keys make a smaller file)")
+        layout.prop(self, "name")
+
+    def execute(self, context):
+        from . import builtin_model
+        from .preferences import get_preferences
+
+        source = "" if self.use_builtin else self.filepath
+        if not source and not self.use_builtin:
             prefs = get_preferences()
             source = prefs.flame_dir if prefs is not None and prefs.flame_dir else ""
-        if not source:
-            source = str(core.builtin_flame_dir())
-            self.report({"INFO"}, "No FLAME folder set: using the built-in synthetic model")
         try:
+            if not source:
+                first_use = not builtin_model.is_generated()
+                if first_use:
+                    self.report({"INFO"}, "Generating the built-in synthetic model (first use, a few seconds)")
+                source = str(builtin_model.builtin_model_dir(context.window_manager))
+                if not self.use_builtin:
+                    self.report({"INFO"}, "No FLAME folder set: using the built-in synthetic model")
             obj = head.import_head(
                 context, source, n_shape=self.n_shape, n_expression=self.n_expression, name=self.name,
                 teeth=self.teeth,
@@ -85,9 +131,23 @@ class FLAME_OT_import_head(bpy.types.Operator, ImportHelper):
             return {"CANCELLED"}
         self.report(
             {"INFO"}, f"Imported {obj.name}: {obj.flame.n_shape} identity, "
-            f"{obj.flame.n_expression} expression components ({runtime.backend_in_use_label()})",
+            f"{obj.flame.n_expression} expression components "
+            f"({runtime.head_backend_label(obj.flame.model_path, obj.flame.n_shape, obj.flame.n_expression)})",
         )
         return {"FINISHED"}
+
+
+class FLAME_FH_import_head(bpy.types.FileHandler):
+    """Drop a FLAME model ``.pkl`` onto the 3D viewport to import it (Blender 4.1+)."""
+
+    bl_idname = "FLAME_FH_import_head"
+    bl_label = "FLAME Head"
+    bl_import_operator = "flame.import_head"
+    bl_file_extensions = ".pkl"
+
+    @classmethod
+    def poll_drop(cls, context) -> bool:
+        return context.area is not None and context.area.type == "VIEW_3D"
 
 
 class FLAME_OT_reset_parameters(HeadOperator, bpy.types.Operator):
@@ -245,6 +305,7 @@ def menu_import(self, context) -> None:
 
 classes = (
     FLAME_OT_import_head,
+    FLAME_FH_import_head,
     FLAME_OT_reset_parameters,
     FLAME_OT_randomize_parameters,
     FLAME_OT_load_parameters,

@@ -153,10 +153,10 @@ def _notify_status_bar(message: str) -> None:
         return  # no status bar: stderr is where a background user looks
 
     def report() -> None:
-        try:
+        import contextlib
+
+        with contextlib.suppress(Exception):  # the window may be gone; stderr has it already
             bpy.ops.flame.report_problem(message=message)
-        except Exception:  # the window may be gone; stderr has it already
-            pass
 
     bpy.app.timers.register(report, first_interval=0.0)
 
@@ -226,3 +226,45 @@ def clear() -> None:
     _backend_notes.clear()
     _update_errors.clear()
     _last_backend_name = None
+
+
+# -- PyTorch, imported in the background --------------------------------------------------------
+# Importing torch takes about a second. Done on first use, that second would freeze the first
+# import or slider move (or the opening of a file with heads). When the backend may be PyTorch
+# and torch is installed, it is imported in a background thread as soon as the extension is
+# registered; a first use before it is done simply waits for the same import (Python's module
+# lock), never imports twice.
+
+_preload_thread = None
+
+
+def start_torch_preload() -> bool:
+    """Start importing torch in a background thread; True if a thread was started."""
+    import importlib.util
+    import threading
+
+    from .preferences import backend_kind
+
+    global _preload_thread
+    if "torch" in sys.modules or backend_kind() == "numpy":
+        return False
+    if _preload_thread is not None and _preload_thread.is_alive():
+        return False
+    if importlib.util.find_spec("torch") is None:
+        return False
+
+    def preload() -> None:
+        import contextlib
+
+        # torch broken here: the NumPy backend will be chosen, and the panel says so
+        with contextlib.suppress(Exception):
+            import torch  # noqa: F401
+
+    _preload_thread = threading.Thread(target=preload, name="flame-torch-import", daemon=True)
+    _preload_thread.start()
+    return True
+
+
+def wait_for_torch_preload(timeout: float | None = None) -> None:
+    if _preload_thread is not None:
+        _preload_thread.join(timeout)

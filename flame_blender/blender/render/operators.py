@@ -10,7 +10,14 @@ from pathlib import Path
 
 import bpy
 import numpy as np
-from bpy.props import BoolProperty, FloatProperty, IntProperty, PointerProperty, StringProperty
+from bpy.props import (
+    BoolProperty,
+    EnumProperty,
+    FloatProperty,
+    IntProperty,
+    PointerProperty,
+    StringProperty,
+)
 
 from ... import core
 from ...core.errors import FlameFileError, FlameParameterError
@@ -204,44 +211,191 @@ class FLAME_OT_apply_albedo(bpy.types.Operator):
         return {"FINISHED"}
 
 
+OUTPUT_CHOICES = [
+    ("ASK", "Ask", "In an unsaved file a relative output path has no folder: ask (from Python: refuse)"),
+    ("TEMP", "Temporary Folder", "Save into the system's temporary folder, under the same file name"),
+]
+
+
+def resolve_output(filepath: str, choice: str = "ASK") -> tuple[Path | None, str | None]:
+    """Where a still goes: ``(absolute path, None)``, ``(None, None)`` for no file, or
+    ``(None, why not)`` for a relative (``//``) path in a file that was never saved."""
+    if not filepath:
+        return None, None
+    if filepath.startswith("//") and not bpy.data.filepath:
+        if choice == "TEMP":
+            import tempfile
+
+            return Path(tempfile.gettempdir()) / (Path(filepath[2:]).name or "flame_render.png"), None
+        return None, (
+            f"This .blend file is not saved, so the output {filepath!r} has no folder: save the "
+            "file, choose an absolute output path, or render into the temporary folder"
+        )
+    return Path(bpy.path.abspath(filepath)).resolve(), None
+
+
+def prepare_still(scene: bpy.types.Scene, samples: int, device: str) -> cycles_device.DeviceChoice:
+    """Cycles on the chosen device with the picture settings of :func:`passes.render_picture`
+    (8-bit RGBA PNG), for a render that Blender runs itself (the panel's modal render)."""
+    if scene.camera is None:
+        raise FlameParameterError("the scene has no camera: run Studio Setup first")
+    scene.render.engine = "CYCLES"
+    choice = cycles_device.select_cycles_device(scene, device)
+    scene.cycles.samples = samples
+    settings = scene.render.image_settings
+    if hasattr(settings, "media_type"):
+        settings.media_type = "IMAGE"
+    settings.file_format = "PNG"
+    settings.color_mode = "RGBA"
+    settings.color_depth = "8"
+    return choice
+
+
+# Blender 4.5+ warns about "//" in an operator's path unless the property says it supports it.
+_BLEND_RELATIVE = {"PATH_SUPPORTS_BLEND_RELATIVE"} if bpy.app.version >= (4, 5, 0) else set()
+
+
 class FLAME_OT_render(bpy.types.Operator):
-    """Render a still with Cycles on the preferred device (GPU when available)"""
+    """Render a still with Cycles on the preferred device (GPU when available) and save it"""
 
     bl_idname = "flame.render"
     bl_label = "Render Still"
     bl_options = {"REGISTER"}
 
-    filepath: StringProperty(name="Output", subtype="FILE_PATH", default="")
-    samples: IntProperty(name="Samples", default=64, min=1)
+    filepath: StringProperty(
+        name="Output", subtype="FILE_PATH", default="", options=_BLEND_RELATIVE,
+        description="Where the picture is saved; unset: the panel's output path",
+    )
+    samples: IntProperty(name="Samples", default=64, min=1, description="Unset: the panel's samples")
     device: StringProperty(
         name="Device", default="", description="AUTO, OPTIX, CUDA, HIP, ONEAPI, METAL or CPU; "
         "empty: the add-on preference",
+    )
+    output_choice: EnumProperty(
+        name="Unsaved File", items=OUTPUT_CHOICES, default="ASK",
+        description="What to do when the file is unsaved and the output path is relative",
     )
 
     @classmethod
     def poll(cls, context) -> bool:
         return context.scene is not None
 
-    def invoke(self, context, event):
+    def _settings_from_panel(self, context) -> None:
         settings = context.scene.flame_render
-        self.filepath = settings.filepath
-        self.samples = settings.samples
-        return self.execute(context)
+        if not self.properties.is_property_set("filepath"):
+            self.filepath = settings.filepath
+        if not self.properties.is_property_set("samples"):
+            self.samples = settings.samples
 
-    def execute(self, context):
+    def _device(self) -> str | None:
         device = (self.device or preferred_device()).upper()
         if device not in cycles_device.DEVICE_NAMES:
             self.report({"ERROR"}, f"Unknown device {device!r}; expected one of {', '.join(cycles_device.DEVICE_NAMES)}")
+            return None
+        return device
+
+    def invoke(self, context, event):
+        self._settings_from_panel(context)
+        _, problem = resolve_output(self.filepath, self.output_choice)
+        if problem and not bpy.app.background:
+            self.output_choice = "TEMP"
+            return context.window_manager.invoke_props_dialog(self, width=420)
+        if bpy.app.background or context.window is None:
+            return self.execute(context)
+        return self._start_render_job(context)
+
+    def draw(self, context) -> None:
+        layout = self.layout
+        col = layout.column(align=True)
+        col.label(text="This .blend file is not saved yet,", icon="ERROR")
+        col.label(text=f"so the output {self.filepath or '//'} has no folder.")
+        layout.prop(self, "output_choice", expand=True)
+        layout.prop(self, "filepath", text="Or save to")
+        col = layout.column(align=True)
+        col.label(text="An absolute path above is used as it is.")
+
+    def execute(self, context):
+        """Blocking render (Python, background, or after the unsaved-file dialog in a GUI)."""
+        self._settings_from_panel(context)
+        device = self._device()
+        if device is None:
             return {"CANCELLED"}
+        path, problem = resolve_output(self.filepath, self.output_choice)
+        if problem:
+            self.report({"ERROR"}, problem)
+            return {"CANCELLED"}
+        if not bpy.app.background and context.window is not None and self.options.is_invoke:
+            # After the unsaved-file dialog: Blender's render job for the path now chosen.
+            bpy.ops.flame.render("INVOKE_DEFAULT", filepath=str(path) if path else "",
+                                 samples=self.samples, device=device)
+            return {"FINISHED"}
         try:
-            choice = render_still(context.scene, self.filepath, self.samples, device)
+            choice = render_still(context.scene, str(path) if path else None, self.samples, device)
         except USER_ERRORS as error:
             self.report({"ERROR"}, str(error))
             return {"CANCELLED"}
         context.scene.flame_render.last_device = choice.label
         self.report({"WARNING"} if choice.fell_back else {"INFO"}, choice.message)
-        if self.filepath:
-            self.report({"INFO"}, f"Saved {bpy.path.abspath(self.filepath)}")
+        if path is not None:
+            self.report({"INFO"}, f"Saved {path}")
+        return {"FINISHED"}
+
+    # -- in a running Blender: Blender's own render job, with its progress bar and Esc --------
+
+    def _start_render_job(self, context):
+        device = self._device()
+        path, problem = resolve_output(self.filepath, self.output_choice)
+        if device is None or problem:
+            if problem:
+                self.report({"ERROR"}, problem)
+            return {"CANCELLED"}
+        try:
+            choice = prepare_still(context.scene, self.samples, device)
+        except USER_ERRORS as error:
+            self.report({"ERROR"}, str(error))
+            return {"CANCELLED"}
+        context.scene.flame_render.last_device = choice.label
+        self._path, self._choice, self._state = path, choice, []
+        bpy.app.handlers.render_complete.append(self._on_complete)
+        bpy.app.handlers.render_cancel.append(self._on_cancel)
+        if bpy.ops.render.render("INVOKE_DEFAULT") != {"RUNNING_MODAL"}:
+            self._remove_handlers()
+            self.report({"ERROR"}, "Blender could not start the render")
+            return {"CANCELLED"}
+        wm = context.window_manager
+        self._timer = wm.event_timer_add(0.25, window=context.window)
+        wm.modal_handler_add(self)
+        return {"RUNNING_MODAL"}
+
+    def _on_complete(self, *args) -> None:
+        self._state.append("done")
+
+    def _on_cancel(self, *args) -> None:
+        self._state.append("cancelled")
+
+    def _remove_handlers(self) -> None:
+        for handlers, function in ((bpy.app.handlers.render_complete, self._on_complete),
+                                   (bpy.app.handlers.render_cancel, self._on_cancel)):
+            if function in handlers:
+                handlers.remove(function)
+
+    def modal(self, context, event):
+        if event.type != "TIMER" or not self._state:
+            return {"PASS_THROUGH"}
+        context.window_manager.event_timer_remove(self._timer)
+        self._remove_handlers()
+        if self._state[0] == "cancelled":
+            self.report({"WARNING"}, "Render cancelled: nothing saved")
+            return {"CANCELLED"}
+        self.report({"WARNING"} if self._choice.fell_back else {"INFO"}, self._choice.message)
+        if self._path is not None:
+            try:
+                self._path.parent.mkdir(parents=True, exist_ok=True)
+                bpy.data.images["Render Result"].save_render(str(self._path), scene=context.scene)
+            except (OSError, RuntimeError) as error:
+                self.report({"ERROR"}, f"Rendered, but could not save {self._path}: {error}")
+                return {"CANCELLED"}
+            self.report({"INFO"}, f"Saved {self._path}")
         return {"FINISHED"}
 
 

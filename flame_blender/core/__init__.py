@@ -57,6 +57,10 @@ _EXPORTS = {
     "FlameParameters": "parameters",
     "load_parameters": "parameters",
     "save_parameters": "parameters",
+    # tracked sequences
+    "FlameSequence": "sequences",
+    "load_sequence": "sequences",
+    "save_sequence": "sequences",
 }
 
 __all__ = sorted(_EXPORTS)

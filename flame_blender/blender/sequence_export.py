@@ -84,17 +84,42 @@ def export_sequence(obj: Any, scene: Any, filepath: str | Path, format: str) -> 
     return save_vertices(path, vertices, sequence.frame_ids, landmarks, sequence.fps), len(sequence)
 
 
-def sequence_vertices(model_path: str, sequence: FlameSequence, chunk: int = 200) -> tuple[np.ndarray, dict]:
+_models: dict = {}
+
+
+def _vertex_model(model_path: str, sequence: FlameSequence):
+    """A float32 ``FlameNumpy`` for the sequence, cached. With a fixed identity its shaped
+    template replaces ``v_template`` and identity components drop out: the same vertices (the
+    joint regressor is linear), a quarter of the blending work per frame."""
+    from ..core.flame_numpy import FlameNumpy, load_landmarks_beside
+
+    key = runtime.model_key(model_path)
+    fixed = sequence.fixed_shape and len(sequence) > 1
+    cache_key = (key, sequence.n_shape, sequence.n_expression, sequence.shape[0].tobytes() if fixed else None)
+    model = _models.get(cache_key)
+    if model is None:
+        source = dict(runtime.get_model(key))
+        n_shape = sequence.n_shape
+        if fixed:
+            directions = np.asarray(source["shapedirs"])[:, :, :n_shape]
+            source["v_template"] = np.asarray(source["v_template"], dtype=np.float64) + directions @ sequence.shape[0]
+            n_shape = 0
+        landmarks = load_landmarks_beside(Path(key).parent)
+        _models.clear()  # one model at a time: each holds the model's arrays
+        model = _models[cache_key] = FlameNumpy(source, n_shape=n_shape, n_expression=sequence.n_expression,
+                                                dtype=np.float32, landmarks=landmarks)
+    return model, fixed
+
+
+def sequence_vertices(model_path: str, sequence: FlameSequence, chunk: int = 250) -> tuple[np.ndarray, dict]:
     """Posed vertices ``(F, V, 3)`` float32 (FLAME space, metres) and landmarks ``{name: (F, L, 3)}``
     of every frame, by the core forward pass in chunks."""
-    from ..core.flame_numpy import FlameNumpy
-
-    model = FlameNumpy(runtime.model_key(model_path), n_shape=sequence.n_shape, n_expression=sequence.n_expression,
-                       dtype=np.float32)
+    model, fixed = _vertex_model(model_path, sequence)
     vertices, landmarks = [], {}
     for start in range(0, len(sequence), chunk):
         part = slice(start, start + chunk)
-        out = model.run(shape_params=sequence.shape[part], expression_params=sequence.expression[part],
+        shape = {} if fixed else {"shape_params": sequence.shape[part]}
+        out = model.run(**shape, expression_params=sequence.expression[part],
                         **{name: getattr(sequence, name)[part] for name in POSE_SIZES})
         vertices.append(np.asarray(out.vertices, dtype=np.float32))
         for name, points in out.landmarks.items():

@@ -116,6 +116,8 @@ def load_sequence(
     path = Path(path).expanduser()
     if not path.exists():
         raise FlameFileError(path, "no such file or folder; expected a tracked sequence")
+    if path.name == "transforms.json" and (path.parent / "flame_param").is_dir():
+        path = path.parent  # a VHAP export is read as its folder
     if key_map:
         return codes.read_with_mapping(path, key_map, rotation, euler_order, degrees)
     name = format.upper()

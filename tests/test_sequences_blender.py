@@ -184,6 +184,33 @@ def test_bad_input_leaves_the_scene_unchanged(small_head, flame_dir, tmp_path):
     with pytest.raises(RuntimeError, match="unknown layout"):  # the operator's error report
         bpy.ops.flame.import_sequence(filepath=str(unknown))
     assert _scene_state() == before
+    import pickle
+    import zipfile
+
+    class System:
+        def __reduce__(self):
+            import os
+
+            return (os.system, ("echo pwned > /dev/null",))
+
+    hostile = tmp_path / "00000.frame"
+    with zipfile.ZipFile(hostile, "w") as archive:
+        archive.writestr("00000/data.pkl", pickle.dumps({"flame": System()}, protocol=2))
+    with pytest.raises(RuntimeError, match="refuses global"):
+        bpy.ops.flame.import_sequence(filepath=str(hostile), target="NEW")
+    assert _scene_state() == before
+
+
+def test_operator_key_mapping(small_head, tmp_path):
+    path = tmp_path / "other.npz"
+    jaw = np.array([[0.2, 0.0, 0.0], [0.3, 0.0, 0.0]])
+    np.savez(path, exp_coeffs=np.full((2, 5), 0.5), jaw=np.stack([rodrigues(r) for r in jaw]))
+    bpy.context.view_layer.objects.active = small_head
+    assert bpy.ops.flame.import_sequence(filepath=str(path), key_map='{"expression": "exp_coeffs", "jaw_pose": "jaw"}',
+                                         rotation="MATRIX") == {"FINISHED"}
+    curve = curves_of(small_head)[("flame.jaw_pose", 0)]
+    np.testing.assert_allclose([k.co[1] for k in curve.keyframe_points], [0.2, 0.3], atol=1e-6)
+    assert small_head.data.shape_keys.key_blocks["expr_004"].value == 0.5  # constant: set, not keyed
 
 
 def test_operator_reports_the_format_and_undo_restores_the_animation(small_head, tmp_path):

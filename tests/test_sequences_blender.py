@@ -261,3 +261,28 @@ def test_export_vertices_match_the_forward_pass(blender_scene, flame_dir, flame_
         assert any(key.startswith("landmarks_") for key in archive.files)
     for index in range(3):
         assert np.abs(vertices[index] - flame_reference(params_at(result.sequence, index))).max() < TOLERANCE
+
+
+def test_source_frames_become_the_camera_background(blender_scene, flame_dir, tmp_path):
+    from flame_blender.core.png import write_png
+
+    values = small_values(3, seed=12)
+    k = np.array([[1400.0, 0, 256.0], [0, 1400.0, 256.0], [0, 0, 1]])
+    cameras = [(rodrigues(np.array([0.0, np.pi, 0.0])), np.array([0.0, 0.0, 1.0]), k)] * 3
+    folder = write_metrical_frames(tmp_path / "checkpoint", {**values, "eyelids": np.zeros((3, 2), np.float32)},
+                                   cameras, [4, 5, 7])
+    frames_dir = tmp_path / "frames"
+    frames_dir.mkdir()
+    for fid in (4, 5, 6, 7):
+        write_png(frames_dir / f"frame_{fid:05d}.png", np.full((4, 4, 3), fid, np.uint8))
+    before = _scene_state()
+    with pytest.raises(FlameFileError, match="frame id"):
+        import_file(folder, target="NEW", flame_dir=str(flame_dir), frames_dir=str(tmp_path))
+    assert _scene_state() == before
+    result = import_file(folder, target="NEW", flame_dir=str(flame_dir), frames_dir=str(frames_dir), start_frame=1)
+    background = result.camera.data.background_images[0]
+    assert result.camera.data.show_background_images
+    for frame, fid in ((1, 4), (2, 5), (4, 7)):
+        blender_scene.frame_set(frame)
+        assert background.image_user.frame_current == fid
+        assert background.image.filepath_from_user(image_user=background.image_user).endswith(f"frame_{fid:05d}.png")

@@ -91,3 +91,37 @@ def create_tracked_camera(context_scene: Any, head_obj: Any, cameras: SequenceCa
         bpy.data.cameras.remove(data)
         raise
     return obj
+
+
+def add_background_frames(camera_obj: Any, folder: str, frame_ids: np.ndarray, frames: np.ndarray) -> Any:
+    """Show the tracker's source frames behind the head in the camera view: the image sequence
+    in ``folder`` whose file names end in the frame id (``frame_00042.png`` for id 42), mapped so
+    Blender frame ``frames[i]`` shows frame id ``frame_ids[i]``. Returns the image, or raises
+    ``FlameFileError`` when no file carries a frame id of the sequence."""
+    import re
+    from pathlib import Path
+
+    from ..core.errors import FlameFileError
+
+    path = Path(bpy.path.abspath(folder)).expanduser()
+    numbered = {}
+    if path.is_dir():
+        for file in sorted(path.iterdir()):
+            digits = re.findall(r"\d+", file.stem)
+            if digits and file.suffix.lower() in (".png", ".jpg", ".jpeg", ".exr", ".tif", ".tiff", ".bmp"):
+                numbered.setdefault(int(digits[-1]), file)
+    first = next((int(i) for i in frame_ids if int(i) in numbered), None)
+    if first is None:
+        raise FlameFileError(path, f"has no image named with a frame id of the sequence ({int(frame_ids[0])}...)")
+    image = bpy.data.images.load(str(numbered[first]), check_existing=False)
+    image.source = "SEQUENCE"
+    background = camera_obj.data.background_images.new()
+    background.image = image
+    user = background.image_user
+    # Blender shows file number (frame - frame_start + 1 + frame_offset)
+    user.frame_start = int(frames[0])
+    user.frame_offset = int(frame_ids[0]) - 1
+    user.frame_duration = int(frame_ids[-1] - frame_ids[0]) + 1
+    user.use_auto_refresh = True
+    camera_obj.data.show_background_images = True
+    return image

@@ -19,7 +19,7 @@ from ..core.sequences import FlameSequence, load_sequence
 from ..core.sequences.codes import parse_key_map
 from . import head
 from .keyframes import animate
-from .sequence_camera import continuous_quaternions, create_tracked_camera
+from .sequence_camera import add_background_frames, continuous_quaternions, create_tracked_camera
 
 #: FLAME's vertex count; VHAP's teeth add 120 more (5143), which a head without teeth ignores.
 FLAME_VERTICES = 5023
@@ -136,10 +136,13 @@ def import_sequence(
     key_map: str = "",
     rotation: str = "axis_angle",
     flame_dir: str | Path = "",
+    frames_dir: str = "",
 ) -> SequenceImport:
     """Read ``filepath`` and animate a head with it (see the operator for the arguments).
 
-    Raises ``FlameFileError`` / ``FlameParameterError`` with the scene unchanged.
+    ``frames_dir``: a folder of the source frames (names ending in the frame id), shown behind
+    the head in the tracked camera's view. Raises ``FlameFileError`` / ``FlameParameterError``
+    with the scene unchanged.
     """
     scene = context.scene
     path = Path(bpy.path.abspath(str(filepath))).expanduser()
@@ -169,9 +172,13 @@ def import_sequence(
         if sequence.cameras is not None:
             camera = create_tracked_camera(scene, obj, sequence.cameras, frames)
             created.append(camera)
+            if frames_dir:
+                add_background_frames(camera, frames_dir, sequence.frame_ids, frames)
     except BaseException:
         for item in reversed(created):
             _remove_object(item)
+        if created:
+            context.view_layer.update()  # drop the removed objects' bases from the view layer
         raise
     _record(obj, sequence, frames, rate, camera)
     scene.frame_start, scene.frame_end = int(frames[0]), int(frames[-1])

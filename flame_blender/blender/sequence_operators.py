@@ -61,6 +61,9 @@ class FLAME_OT_import_sequence(bpy.types.Operator, ImportHelper):
                             description='Another layout: JSON object FLAME name -> file key, e.g. {"expression": "exp_coeffs"}')
     rotation: EnumProperty(name="Rotations", items=ROTATION_ITEMS, default="AXIS_ANGLE",
                            description="How a key mapping's pose keys are written")
+    frames_dir: StringProperty(name="Source Frames", subtype="DIR_PATH",
+                               description="Folder of the tracker's source frames (names ending in the frame id): "
+                               "the tracked camera's background")
     flame_dir: StringProperty(name="FLAME Model", subtype="FILE_PATH",
                               description="For target New: the model (empty: the preferences' folder, else the built-in one)")
 
@@ -68,7 +71,7 @@ class FLAME_OT_import_sequence(bpy.types.Operator, ImportHelper):
         rotation = {"AXIS_ANGLE": "axis_angle", "6D": "6d", "MATRIX": "matrix", "EULER": "euler"}[self.rotation]
         try:
             result = import_sequence(context, self.filepath, self.format, self.start_frame, self.fps, self.target,
-                                     self.key_map, rotation, self.flame_dir)
+                                     self.key_map, rotation, self.flame_dir, self.frames_dir)
         except USER_ERRORS as error:
             self.report({"ERROR"}, f"Sequence import failed: {error}")
             return {"CANCELLED"}

@@ -15,7 +15,7 @@ VENV45 := .venv-bpy45
 VENV42 := .venv-bpy42
 PIP_INSTALL := -m pip install --quiet --disable-pip-version-check
 
-.PHONY: test test-5.0 test-4.5 test-4.2 venvs demo lint bench extension clean
+.PHONY: test test-5.0 test-4.5 test-4.2 venvs demo demo-sequence lint bench extension clean
 
 $(STAMP): requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -54,14 +54,21 @@ demo: $(STAMP)
 	rm -rf demo_output
 	$(PY) scripts/render_batch.py --out demo_output --num 8 --resolution 256 256 --samples 16 --contact-sheet demo_output/contact_sheet.png
 
+# A synthetic tracked sequence in VHAP's export layout, rendered frame by frame with its camera.
+demo-sequence: $(STAMP)
+	rm -rf demo_sequence
+	$(PY) scripts/make_synthetic_sequence.py demo_sequence/tracked --frames 24
+	$(PY) scripts/render_batch.py --sequence demo_sequence/tracked --camera tracked --frames 0:7 --out demo_sequence/render --resolution 256 256 --samples 16 --contact-sheet demo_sequence/contact_sheet.png
+
 bench: $(STAMP)
 	$(PY) benchmarks/forward.py
 	$(PY) benchmarks/blender_update.py
 	$(PY) benchmarks/render.py
+	$(PY) benchmarks/sequence.py
 
 # Needs only Python 3.11 (no bpy): scripts/build_extension.py checks the manifest itself.
 extension:
 	$(PYTHON) scripts/build_extension.py
 
 clean:
-	rm -rf dist demo_output .pytest_cache .ruff_cache
+	rm -rf dist demo_output demo_sequence .pytest_cache .ruff_cache

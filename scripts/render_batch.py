@@ -42,6 +42,16 @@ def build_parser() -> argparse.ArgumentParser:
     source.add_argument("--params", type=Path, default=None,
                         help="per-sample FLAME parameters: .jsonl (one object a line) or .npz "
                         "(arrays with a leading sample axis)")
+    source.add_argument("--sequence", type=Path, default=None, metavar="FILE_OR_FOLDER",
+                        help="a tracked sequence (VHAP, metrical-tracker, ... see README): one "
+                        "sample per frame")
+    parser.add_argument("--camera", choices=("tracked", "studio"), default="tracked",
+                        help="with --sequence: the tracker's camera (default) or one studio camera")
+    parser.add_argument("--frames", default=None, metavar="A:B",
+                        help="with --sequence: only frame ids A to B (inclusive)")
+    parser.add_argument("--overlay", type=Path, default=None, metavar="FRAMES_DIR",
+                        help="with --sequence: also write the head over the source frames "
+                        "(images named by frame number)")
     parser.add_argument("--seed", type=int, default=0,
                         help="random seed: sample i depends only on (seed, i) (default 0)")
     parser.add_argument("--resolution", type=int, nargs=2, metavar=("W", "H"), default=(256, 256))
@@ -149,7 +159,13 @@ def render(package, args: argparse.Namespace, shard: int, shards: int, ranges) -
         transparent=args.transparent,
         denoise=not args.no_denoise,
     )
-    renderer = batch.BatchRenderer(settings)
+    if args.sequence is not None:
+        adapter = importlib.import_module(f"{package.__name__}.blender.render.sequence_batch")
+        renderer = adapter.SequenceBatchRenderer(
+            settings, args.sequence, camera=args.camera, frames=args.frames, overlay=args.overlay
+        )
+    else:
+        renderer = batch.BatchRenderer(settings)
     try:
         renderer.prepare()
     except batch.BatchInputError as error:

@@ -72,6 +72,10 @@ _EXPORTS = {
     "FlameParameters": "model.parameters",
     "load_parameters": "model.parameters",
     "save_parameters": "model.parameters",
+    # tracked sequences
+    "FlameSequence": "sequences",
+    "load_sequence": "sequences",
+    "save_sequence": "sequences",
 }
 
 __all__ = sorted(_EXPORTS)

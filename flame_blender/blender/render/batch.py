@@ -547,6 +547,7 @@ class BatchRenderer:
             "labels": {str(value): label for label, value in LABELS.items()},
             "conventions": CONVENTIONS,
         }
+        record.update(spec.extra)  # what an adapter adds (a tracked sequence's frame_id)
         atomic_write_text(paths["json"], json.dumps(record, indent=1) + "\n")
 
     # -- after the run ----------------------------------------------------------------------

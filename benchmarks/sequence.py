@@ -1,0 +1,131 @@
+"""Tracked sequences in Blender (bpy), on the built-in synthetic 300+100 model.
+
+    python benchmarks/sequence.py [--frames 1000]
+
+Prints one table: importing a VHAP-layout file of ``--frames`` frames (300 identity + 100
+expression + 15 pose values + translation) onto a head, exporting the per-frame vertices, and
+playback of that sequence (100 expression and 18 pose channels animated) through
+``scene.frame_set``, against Blender alone playing the same head's shape-key animation with the
+extension's handlers out of the way, in the same run. Played frames are checked against the
+NumPy forward pass, so a fast but wrong playback cannot pass.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO_ROOT))
+os.environ.setdefault("BLENDER_USER_RESOURCES", tempfile.mkdtemp(prefix="flame-bench-user-"))
+
+import bpy  # noqa: E402, I001  (bpy first: it makes addon_utils importable)
+import addon_utils  # noqa: E402
+import numpy as np  # noqa: E402
+
+from flame_blender.blender import handlers, import_head  # noqa: E402
+from flame_blender.blender import runtime as blender_runtime  # noqa: E402
+from flame_blender.blender.sequence_export import export_sequence  # noqa: E402
+from flame_blender.blender.sequence_import import import_sequence  # noqa: E402
+from flame_blender.core import FlameNumpy, builtin_flame_dir  # noqa: E402
+
+
+def write_vhap_file(path: Path, frames: int) -> Path:
+    """A VHAP ``save_result`` layout: float32 arrays, fixed shape (300,), string timestep ids."""
+    rng = np.random.default_rng(0)
+    f32 = np.float32
+    np.savez(
+        path,
+        rotation=(rng.standard_normal((frames, 3)) * 0.1).astype(f32),
+        translation=(rng.standard_normal((frames, 3)) * 0.01).astype(f32),
+        neck_pose=(rng.standard_normal((frames, 3)) * 0.1).astype(f32),
+        jaw_pose=(np.abs(rng.standard_normal((frames, 3))) * 0.1).astype(f32),
+        eyes_pose=(rng.standard_normal((frames, 6)) * 0.1).astype(f32),
+        shape=(rng.standard_normal(300) * 0.5).astype(f32),
+        expr=(rng.standard_normal((frames, 100)) * 0.5).astype(f32),
+        timestep_id=np.array([f"{i:05d}" for i in range(frames)]),
+    )
+    return path
+
+
+def play(scene, frames: range) -> float:
+    start = time.perf_counter()
+    for frame in frames:
+        scene.frame_set(frame)
+    return len(frames) / (time.perf_counter() - start)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--frames", type=int, default=1000)
+    args = parser.parse_args(argv)
+    addon_utils.enable("flame_blender", default_set=True)
+    flame_dir = builtin_flame_dir()
+    bpy.ops.wm.read_homefile(use_empty=True)
+    scene = bpy.context.scene
+    rows: list[tuple[str, str, str]] = []
+    folder = Path(tempfile.mkdtemp(prefix="flame-bench-sequence-"))
+    path = write_vhap_file(folder / "tracked_flame_params.npz", args.frames)
+
+    head = import_head(bpy.context, flame_dir, name="bench")
+    times = []
+    for _ in range(3):
+        bpy.context.view_layer.objects.active = head
+        start = time.perf_counter()
+        result = import_sequence(bpy.context, path, target="ACTIVE", fps=25.0)
+        times.append(time.perf_counter() - start)
+    rows.append((f"import {args.frames} frames (300 + 100 + 15 pose + transl), onto a head, median of 3",
+                 f"{statistics.median(times):.3f} s", "<= 1.0 s"))
+    start = time.perf_counter()
+    export_sequence(head, scene, folder / "vertices.npz", "NPZ_VERTICES")
+    rows.append((f"export {args.frames} frames of vertices (+ landmarks)", f"{time.perf_counter() - start:.3f} s", "<= 2.0 s"))
+
+    # exactness of playback on a few frames, against the float64 NumPy forward pass
+    reference = FlameNumpy(flame_dir, n_shape=300, n_expression=100)
+    buffer = np.empty(5023 * 3, dtype=np.float32)
+    worst = 0.0
+    for index in (0, args.frames // 3, args.frames - 1):
+        scene.frame_set(result.frame_start + index)
+        mesh = head.evaluated_get(bpy.context.evaluated_depsgraph_get()).data
+        mesh.attributes["position"].data.foreach_get("vector", buffer)
+        expected = reference.forward(**result.sequence.parameters(index).forward_kwargs())
+        worst = max(worst, float(np.abs(buffer.reshape(-1, 3) - expected).max()))
+    if worst > 1e-5:
+        raise SystemExit(f"playback is not exact: max error {worst:.2e} m")
+
+    # interleaved chunks, so load from other processes hits both alike
+    chunk = max(10, args.frames // 10)
+    ours, alone = [], []
+    action = head.animation_data.action
+    for first in range(1, args.frames + 1, chunk):
+        frames = range(first, min(first + chunk, args.frames + 1))
+        head.animation_data.action = action
+        ours.append(play(scene, frames))
+        head.animation_data.action = None  # Blender alone: only the shape-key animation
+        handlers.unregister_handlers()
+        try:
+            alone.append(play(scene, frames))
+        finally:
+            handlers.register_handlers()
+    head.animation_data.action = action
+    ours_fps, alone_fps = statistics.median(ours), statistics.median(alone)
+    rows.append((f"playback, {args.frames} frames, 100 expression + 18 pose channels", f"{ours_fps:.1f} frames/s", ">= 30 frames/s"))
+    rows.append(("Blender alone: the same head's shape-key animation", f"{alone_fps:.1f} frames/s", "reference"))
+    rows.append(("  ratio (ours / Blender alone)", f"{ours_fps / alone_fps:.2f} x", ">= 0.8 x"))
+    rows.append(("playback max error on checked frames", f"{worst:.1e} m", "<= 1e-5 m"))
+
+    print(f"\nFLAME sequences in Blender {bpy.app.version_string}, backend {blender_runtime.backend_in_use_label()}, "
+          f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}")
+    header = ("measure", "result", "target")
+    widths = [max(len(row[i]) for row in [*rows, header]) for i in range(3)]
+    for row in [header, tuple("-" * w for w in widths), *rows]:
+        print("| " + " | ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)) + " |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,127 @@
+"""Export a head's animation: read the values its F-curves give on each keyed frame, then write
+them with :func:`core.sequences.save_sequence` (VHAP npz, ``.jsonl``) or as per-frame vertices."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..core.errors import FlameParameterError
+from ..core.parameters import POSE_SIZES
+from ..core.sequences import FlameSequence, save_sequence, save_vertices
+from . import head, runtime
+
+EXPORT_FORMATS = ("VHAP", "JSONL", "NPZ_VERTICES")
+
+
+def _curves(id_data: Any) -> dict[tuple[str, int], Any]:
+    curves = head._fcurves(id_data)
+    if curves is None:
+        raise FlameParameterError(f"{id_data.name}: its animation uses NLA tracks or drivers; bake it to one action first")
+    return {(curve.data_path, curve.array_index): curve for curve in curves}
+
+
+def _keyed_frames(curves: list[Any]) -> np.ndarray:
+    frames: set[float] = set()
+    for curve in curves:
+        co = np.empty(2 * len(curve.keyframe_points), dtype=np.float32)
+        curve.keyframe_points.foreach_get("co", co)
+        frames.update(co[0::2].tolist())
+    return np.array(sorted(frames))
+
+
+def sequence_from_head(obj: Any, scene: Any) -> FlameSequence:
+    """The head's animation as a :class:`FlameSequence`: one frame per keyed frame (the scene's
+    range when nothing is keyed); frame ids continue the imported file's numbering."""
+    if not head.is_head(obj):
+        raise FlameParameterError(f"{getattr(obj, 'name', obj)!r} is not a FLAME head")
+    key_curves, object_curves = _curves(obj.data.shape_keys), _curves(obj)
+    frames = _keyed_frames([*key_curves.values(), *object_curves.values()])
+    if frames.size == 0:
+        frames = np.arange(scene.frame_start, scene.frame_end + 1, dtype=np.float64)
+    blocks = obj.data.shape_keys.key_blocks
+
+    def channel(curve: Any, constant: float) -> np.ndarray:
+        if curve is None:
+            return np.full(frames.shape[0], constant)
+        return np.array([curve.evaluate(f) for f in frames])
+
+    n_shape, n_expression = obj.flame.n_shape, obj.flame.n_expression
+    names = [head.shape_key_name(i) for i in range(n_shape)] + [head.expression_key_name(i) for i in range(n_expression)]
+    coefficients = np.stack([
+        channel(key_curves.get((f'key_blocks["{name}"].value', 0)), blocks[name].value) for name in names
+    ], axis=1) if names else np.zeros((frames.shape[0], 0))
+    values = {"shape": coefficients[:, :n_shape], "expression": coefficients[:, n_shape:]}
+    for name, size in POSE_SIZES.items():
+        current = getattr(obj.flame, name)
+        values[name] = np.stack([channel(object_curves.get((f"flame.{name}", i)), current[i]) for i in range(size)], axis=1)
+    info = obj.flame_sequence
+    first_id = info.first_frame_id if info.frames else 0
+    start = info.frame_start if info.frames else frames[0]
+    ids = np.round(frames - start + first_id).astype(np.int64)
+    extra_names = tuple(name for name in ("l_eyelid", "r_eyelid") if name in obj)
+    extra = None
+    if extra_names:
+        extra = np.stack([channel(object_curves.get((f'["{n}"]', 0)), float(obj[n])) for n in extra_names], axis=1)
+    fps = scene.render.fps / scene.render.fps_base
+    return FlameSequence(**values, frame_ids=ids, fps=fps, format="FLAME_BLENDER",
+                         extra_names=extra_names if extra is not None else (), extra_params=extra, source=None)
+
+
+def export_sequence(obj: Any, scene: Any, filepath: str | Path, format: str) -> tuple[Path, int]:
+    """Write the head's animation to ``filepath`` in ``format`` (:data:`EXPORT_FORMATS`).
+    Returns the path and the number of frames."""
+    format = format.upper()
+    if format not in EXPORT_FORMATS:
+        raise FlameParameterError(f"format {format!r}: expected one of {EXPORT_FORMATS}")
+    sequence = sequence_from_head(obj, scene)
+    path = Path(filepath)
+    if format in ("VHAP", "JSONL"):
+        return save_sequence(sequence, path, format), len(sequence)
+    vertices, landmarks = sequence_vertices(obj.flame.model_path, sequence)
+    return save_vertices(path, vertices, sequence.frame_ids, landmarks, sequence.fps), len(sequence)
+
+
+_models: dict = {}
+
+
+def _vertex_model(model_path: str, sequence: FlameSequence):
+    """A float32 ``FlameNumpy`` for the sequence, cached. With a fixed identity its shaped
+    template replaces ``v_template`` and identity components drop out: the same vertices (the
+    joint regressor is linear), a quarter of the blending work per frame."""
+    from ..core.flame_numpy import FlameNumpy, load_landmarks_beside
+
+    key = runtime.model_key(model_path)
+    fixed = sequence.fixed_shape and len(sequence) > 1
+    cache_key = (key, sequence.n_shape, sequence.n_expression, sequence.shape[0].tobytes() if fixed else None)
+    model = _models.get(cache_key)
+    if model is None:
+        source = dict(runtime.get_model(key))
+        n_shape = sequence.n_shape
+        if fixed:
+            directions = np.asarray(source["shapedirs"])[:, :, :n_shape]
+            source["v_template"] = np.asarray(source["v_template"], dtype=np.float64) + directions @ sequence.shape[0]
+            n_shape = 0
+        landmarks = load_landmarks_beside(Path(key).parent)
+        _models.clear()  # one model at a time: each holds the model's arrays
+        model = _models[cache_key] = FlameNumpy(source, n_shape=n_shape, n_expression=sequence.n_expression,
+                                                dtype=np.float32, landmarks=landmarks)
+    return model, fixed
+
+
+def sequence_vertices(model_path: str, sequence: FlameSequence, chunk: int = 250) -> tuple[np.ndarray, dict]:
+    """Posed vertices ``(F, V, 3)`` float32 (FLAME space, metres) and landmarks ``{name: (F, L, 3)}``
+    of every frame, by the core forward pass in chunks."""
+    model, fixed = _vertex_model(model_path, sequence)
+    vertices, landmarks = [], {}
+    for start in range(0, len(sequence), chunk):
+        part = slice(start, start + chunk)
+        shape = {} if fixed else {"shape_params": sequence.shape[part]}
+        out = model.run(**shape, expression_params=sequence.expression[part],
+                        **{name: getattr(sequence, name)[part] for name in POSE_SIZES})
+        vertices.append(np.asarray(out.vertices, dtype=np.float32))
+        for name, points in out.landmarks.items():
+            landmarks.setdefault(name, []).append(np.asarray(points, dtype=np.float32))
+    return np.concatenate(vertices), {name: np.concatenate(parts) for name, parts in landmarks.items()}

@@ -290,3 +290,16 @@ def test_npz_written_by_numpy_loads_bit_for_bit(tmp_path: Path, save) -> None:
         assert loaded[key].tobytes(order="A") == array.tobytes(order="A"), key
         assert loaded[key].flags.f_contiguous == array.flags.f_contiguous, key
     assert set(load_npz(path, only=("zeros",))) == {"zeros"}
+
+
+@pytest.mark.parametrize("version", [(1, 0), (2, 0), (3, 0), None])
+def test_npy_written_by_numpy_loads_bit_for_bit(tmp_path: Path, version) -> None:
+    array = np.asfortranarray(np.random.default_rng(8).normal(size=(5, 4)).astype(">f4"))
+    path = tmp_path / "a.npy"
+    with path.open("wb") as handle:
+        np.lib.format.write_array(handle, array, version=version)
+    loaded = load_npy(path)
+    assert loaded.dtype == array.dtype and loaded.tobytes(order="A") == array.tobytes(order="A")
+    assert loaded.flags.f_contiguous and np.array_equal(loaded, array)
+    path.write_bytes(path.read_bytes() + b"\0")
+    assert_file_error(lambda: load_npy(path), path, ["bytes follow"])

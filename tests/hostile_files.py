@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-from io_fakes import Call, FakeCh, FakeCsc, Global, dumps, legacy_storage_stream, tiny_model
+from io_fakes import Call, FakeCh, FakeCsc, Global, dumps, legacy_storage_stream
 
 NDARRAY = Global("numpy", "ndarray")
 RECONSTRUCT = Global("numpy.core.multiarray", "_reconstruct")
@@ -136,11 +136,9 @@ def array_shape_bomb(_: Path) -> tuple[str, str, bytes]:
 
 
 def sparse_shape_bomb(_: Path) -> tuple[str, str, bytes]:
-    model = tiny_model()
+    """A 2x2 sparse matrix claiming 10**12 cells: made dense it would need 8 TB."""
     csc = FakeCsc(np.eye(2))
     csc.state["_shape"] = (10**6, 10**6)
-    model["J_regressor"] = csc
-    model["lips"] = csc
     return "masks", "FLAME_masks.pkl", dumps({"lips": csc})
 
 

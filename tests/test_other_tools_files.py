@@ -267,3 +267,39 @@ def test_big_endian_arrays_load_as_their_values() -> None:
     stream = io.BytesIO()
     np.save(stream, big)
     assert stream.getvalue()[:6] == b"\x93NUMPY"
+
+
+@pytest.mark.parametrize("save", [np.savez, np.savez_compressed])
+def test_npz_written_by_numpy_loads_bit_for_bit(tmp_path: Path, save) -> None:
+    from flame_blender.core.numpy_files import load_npz
+
+    rng = np.random.default_rng(7)
+    arrays = {
+        "basis": rng.normal(size=(16, 16, 3, 5)).astype(np.float32),
+        "zeros": np.zeros((256, 256, 3)),  # deflates ~1000:1, allowed below 64 MiB
+        "fortran": np.asfortranarray(rng.integers(0, 9, (7, 3)).astype(np.uint32)),
+        "big_endian": np.arange(4, dtype=">i8"),
+        "flags": np.array([True, False]),
+        "empty": np.zeros((0, 3), dtype=np.int64),
+    }
+    path = tmp_path / "a.npz"
+    save(path, **arrays)
+    loaded = load_npz(path)
+    for key, array in arrays.items():
+        assert loaded[key].dtype == array.dtype and loaded[key].shape == array.shape, key
+        assert loaded[key].tobytes(order="A") == array.tobytes(order="A"), key
+        assert loaded[key].flags.f_contiguous == array.flags.f_contiguous, key
+    assert set(load_npz(path, only=("zeros",))) == {"zeros"}
+
+
+@pytest.mark.parametrize("version", [(1, 0), (2, 0), (3, 0), None])
+def test_npy_written_by_numpy_loads_bit_for_bit(tmp_path: Path, version) -> None:
+    array = np.asfortranarray(np.random.default_rng(8).normal(size=(5, 4)).astype(">f4"))
+    path = tmp_path / "a.npy"
+    with path.open("wb") as handle:
+        np.lib.format.write_array(handle, array, version=version)
+    loaded = load_npy(path)
+    assert loaded.dtype == array.dtype and loaded.tobytes(order="A") == array.tobytes(order="A")
+    assert loaded.flags.f_contiguous and np.array_equal(loaded, array)
+    path.write_bytes(path.read_bytes() + b"\0")
+    assert_file_error(lambda: load_npy(path), path, ["bytes follow"])

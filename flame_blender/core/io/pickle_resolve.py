@@ -164,9 +164,10 @@ class _Resolver:
         if isinstance(value, records.TensorRecord):
             from .legacy_torch import rebuild_tensor
 
-            args = tuple(self(arg, depth) for arg in value.args[1:4])
-            return rebuild_tensor(self(value.args[0], depth), *args) if len(args) == 3 else \
-                _refuse("_rebuild_tensor_v2 needs (storage, offset, size, stride, ...)")
+            if len(value.args) < 4:
+                raise ArrayFormatError("_rebuild_tensor_v2 needs (storage, offset, size, stride)")
+            storage, *args = (self(arg, depth) for arg in value.args[:4])
+            return rebuild_tensor(storage, *args)
         if isinstance(value, records.StorageBytesRecord):
             from .legacy_torch import load_storage_from_bytes
 
@@ -208,10 +209,6 @@ class _Resolver:
         for index, item in enumerate(data):
             holder[index] = self(item, depth)
         return holder.reshape(shape, order="F" if fortran else "C")
-
-
-def _refuse(message: str) -> Any:
-    raise ArrayFormatError(message)
 
 
 def resolve_records(value: Any, path: str | Path | None) -> Any:

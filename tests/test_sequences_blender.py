@@ -264,7 +264,7 @@ def test_export_vertices_match_the_forward_pass(blender_scene, flame_dir, flame_
 
 
 def test_source_frames_become_the_camera_background(blender_scene, flame_dir, tmp_path):
-    from flame_blender.core.png import write_png
+    from flame_blender.core.render.png import write_png
 
     values = small_values(3, seed=12)
     k = np.array([[1400.0, 0, 256.0], [0, 1400.0, 256.0], [0, 0, 1]])

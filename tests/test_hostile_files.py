@@ -89,4 +89,4 @@ def test_runner_sees_a_state_change(tmp_path: Path) -> None:
                           env=env, timeout=60)  # fmt: skip
     (report,) = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
     assert report["error"] is None
-    assert "flame_blender.core.plain_arrays.fits_int64" in report["changed"]
+    assert "flame_blender.core.io.plain_arrays.fits_int64" in report["changed"]  # its new home

@@ -1,6 +1,10 @@
 """Child process of the fuzz test: damaged copies of one file, each read once, summary as JSON.
 
-    python tests/fuzz_runner.py READER FILE SEED FLIPS TRUNCATIONS WORK_FOLDER
+    python tests/fuzz_runner.py READER FILE SEED FLIPS TRUNCATIONS WORK_FOLDER [MEMBER]
+
+With ``MEMBER`` (e.g. ``data.pkl``), ``FILE`` is a zip and only the content of its member whose
+name ends with ``MEMBER`` is damaged; the archive is written again around it with correct CRCs,
+so the damage reaches the unpickler instead of stopping at the zip's checksum.
 
 Runs under ``hostile_runner``'s address-space limit. Half the byte flips land in the first
 2 KiB (headers, opcodes, dtype descriptions), half anywhere; truncations cut at random lengths.
@@ -10,9 +14,11 @@ parent's timeout.
 
 from __future__ import annotations
 
+import io
 import json
 import sys
 import time
+import zipfile
 from pathlib import Path
 
 import hostile_runner  # noqa: F401 - sets the address-space limit first
@@ -33,16 +39,29 @@ def mutants(data: bytes, rng: np.random.Generator, flips: int, cuts: int):
         yield f"cut@{length}", data[:length]
 
 
+def rezip(archive: bytes, member: str, content: bytes) -> bytes:
+    """``archive`` with the member whose name ends with ``member`` holding ``content``."""
+    out = io.BytesIO()
+    with zipfile.ZipFile(io.BytesIO(archive)) as old, zipfile.ZipFile(out, "w") as new:
+        for info in old.infolist():
+            new.writestr(info.filename, content if info.filename.endswith(member) else old.read(info))
+    return out.getvalue()
+
+
 def main(argv: list[str]) -> int:
-    reader_name, source, seed, flips, cuts, work = argv
+    reader_name, source, seed, flips, cuts, work, *member = argv
     reader = READERS[reader_name]
     source = Path(source)
-    data = source.read_bytes()
+    archive = data = source.read_bytes()
+    if member:
+        with zipfile.ZipFile(source) as opened:
+            (name,) = [n for n in opened.namelist() if n.endswith(member[0])]
+            data = opened.read(name)
     target = Path(work) / source.name
     rng = np.random.default_rng([int(seed), len(data)])
     summary = {"loaded": 0, "refused": 0, "other": [], "slowest": 0.0, "slowest_case": ""}
     for case, mutant in mutants(data, rng, int(flips), int(cuts)):
-        target.write_bytes(mutant)
+        target.write_bytes(rezip(archive, member[0], mutant) if member else mutant)
         start = time.perf_counter()
         try:
             reader(target)

@@ -11,6 +11,8 @@ from flame_blender.core import (
     safe_pickle,
     texture_io,
 )
+from flame_blender.core.io import torch_zip
+from flame_blender.core.sequences import load_sequence
 
 READERS = {
     "pickle": safe_pickle.load_pickle,
@@ -26,4 +28,6 @@ READERS = {
     "texture": texture_io.load_texture_model,
     "obj": texture_io.load_template_mesh,
     "ply": ply_io.load_ply_mesh,
+    "torch": torch_zip.load_torch_zip,
+    "sequence": load_sequence,
 }

@@ -46,7 +46,9 @@ def _small_files(flame_dir: Path, out: Path) -> dict[str, tuple[str, Path]]:
     from test_other_tools_files import trimesh_ply
 
     (out / "template.ply").write_bytes(trimesh_ply(model["v_template"], faces, binary=True))
+    sequences = _sequence_files(out)
     return {
+        **sequences,
         "model": ("model", out / "generic_model.pkl"),
         "masks": ("masks", out / "FLAME_masks.pkl"),
         "static": ("static", out / "flame_static_embedding_68.pkl"),
@@ -61,7 +63,35 @@ def _small_files(flame_dir: Path, out: Path) -> dict[str, tuple[str, Path]]:
     }
 
 
-CASES = ["model", "masks", "static", "dynamic", "deca", "mediapipe", "flame_texture", "albedomm",
+def _sequence_files(out: Path) -> dict[str, tuple[str, Path]]:
+    """Tracker files as their writers write them: a DECA code dict through ``torch.save``, a
+    metrical-tracker ``.frame`` and a VHAP npz (tests/sequence_writers.py)."""
+    import torch
+    from sequence_writers import random_sequence, rodrigues, write_metrical_frames, write_vhap
+
+    codes = {"shape": torch.randn(2, 100), "exp": torch.randn(2, 50), "pose": torch.randn(2, 6),
+             "cam": torch.randn(2, 3), "light": torch.randn(2, 9, 3).transpose(1, 2),
+             "frame": torch.arange(2)}  # fmt: skip
+    torch.save(codes, out / "codes.pt")
+    values = random_sequence(1, n_shape=20, n_expression=10, seed=3)
+    values["eyelids"] = np.zeros((1, 2), np.float32)
+    camera = (rodrigues(np.array([0.1, 0.2, 0.0])), np.array([0.0, 0.0, 1.0]), np.eye(3))
+    write_metrical_frames(out / "checkpoint", values, [camera], [0])
+    values = random_sequence(2, n_shape=20, n_expression=10, seed=4)
+    write_vhap(out / "tracked_flame_params.npz", values, ["00000", "00003"])
+    return {
+        "torch_codes": ("torch", out / "codes.pt"),
+        "sequence_codes_pt": ("sequence", out / "codes.pt"),
+        "metrical_frame": ("sequence", out / "checkpoint" / "00000.frame"),
+        "vhap_npz": ("sequence", out / "tracked_flame_params.npz"),
+    }
+
+
+# cases whose damage goes into one zip member (its CRC made right again), not the whole file
+MEMBER_CASES = {"torch_codes_pickle": ("torch_codes", "data.pkl"),
+                "metrical_frame_pickle": ("metrical_frame", "data.pkl")}  # fmt: skip
+CASES = ["torch_codes", "sequence_codes_pt", "metrical_frame", "vhap_npz", *MEMBER_CASES,
+         "model", "masks", "static", "dynamic", "deca", "mediapipe", "flame_texture", "albedomm",
          "bfm_albedo", "template_obj", "template_ply"]  # fmt: skip
 
 
@@ -72,13 +102,14 @@ def small_files(flame_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> di
 
 @pytest.mark.parametrize("case", CASES)
 def test_damaged_files_only_raise_flame_file_error(small_files: dict, tmp_path: Path, case: str) -> None:
-    reader, source = small_files[case]
+    source_case, member = MEMBER_CASES.get(case, (case, None))
+    reader, source = small_files[source_case]
     from reader_table import READERS  # not hostile_runner: that limits its own process
 
     assert READERS[reader](source) is not None  # the undamaged file loads
     done = subprocess.run(
         [sys.executable, str(RUNNER), reader, str(source), str(SEED), str(FLIPS),
-         str(TRUNCATIONS), str(tmp_path)],
+         str(TRUNCATIONS), str(tmp_path), *([member] if member else [])],
         capture_output=True, text=True, timeout=120, cwd=RUNNER.parent,
     )  # fmt: skip
     assert done.returncode == 0, (done.returncode, done.stderr[-2000:])

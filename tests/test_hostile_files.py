@@ -15,11 +15,16 @@ import sys
 from pathlib import Path
 
 import pytest
-from hostile_files import HOSTILE
+from hostile_files import HOSTILE as READER_FILES
+from hostile_sequence_files import HOSTILE_SEQUENCE
 
 RUNNER = Path(__file__).with_name("hostile_runner.py")
 MAX_SECONDS = 2.0
 MAX_PEAK_MB = 300.0
+HOSTILE = {
+    group: {**READER_FILES.get(group, {}), **HOSTILE_SEQUENCE.get(group, {})}
+    for group in {**READER_FILES, **HOSTILE_SEQUENCE}
+}
 CASES = [(group, name) for group, builders in HOSTILE.items() for name in builders]
 
 
@@ -84,4 +89,4 @@ def test_runner_sees_a_state_change(tmp_path: Path) -> None:
                           env=env, timeout=60)  # fmt: skip
     (report,) = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
     assert report["error"] is None
-    assert "flame_blender.core.plain_arrays.fits_int64" in report["changed"]
+    assert "flame_blender.core.io.plain_arrays.fits_int64" in report["changed"]  # its new home

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 from sequence_writers import fht_project, random_sequence, write_flame_head_tracker, write_vhap
 
-from flame_blender.core.png import read_png, write_png
+from flame_blender.core.render.png import read_png, write_png
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = REPO_ROOT / "scripts" / "render_batch.py"

@@ -264,7 +264,7 @@ def test_export_vertices_match_the_forward_pass(blender_scene, flame_dir, flame_
 
 
 def test_source_frames_become_the_camera_background(blender_scene, flame_dir, tmp_path):
-    from flame_blender.core.png import write_png
+    from flame_blender.core.render.png import write_png
 
     values = small_values(3, seed=12)
     k = np.array([[1400.0, 0, 256.0], [0, 1400.0, 256.0], [0, 0, 1]])
@@ -286,3 +286,29 @@ def test_source_frames_become_the_camera_background(blender_scene, flame_dir, tm
         blender_scene.frame_set(frame)
         assert background.image_user.frame_current == fid
         assert background.image.filepath_from_user(image_user=background.image_user).endswith(f"frame_{fid:05d}.png")
+
+
+def _hostile_sequence_cases():
+    from hostile_sequence_files import HOSTILE_SEQUENCE
+
+    return [(group, name) for group, builders in HOSTILE_SEQUENCE.items() for name in builders
+            if name in ("torch_storage_numel_bomb", "frame_numpy_array_with_hidden_object_field",
+                        "torch_stride_zero_tensor_bomb", "vhap_npz_pickled_member",
+                        "torch_build_on_storage_type")]  # fmt: skip
+
+
+@pytest.mark.parametrize("group, name", _hostile_sequence_cases())
+def test_hostile_sequence_files_leave_the_scene_unchanged(blender_scene, tmp_path, group, name):
+    """File > Import > FLAME Sequence on a hostile torch zip or npz: an error, nothing added."""
+    from hostile_sequence_files import HOSTILE_SEQUENCE
+
+    _reader, file_name, data = HOSTILE_SEQUENCE[group][name](tmp_path)
+    path = tmp_path / file_name
+    path.write_bytes(data)
+    before = _scene_state()
+    with pytest.raises(RuntimeError) as error:
+        bpy.ops.flame.import_sequence(filepath=str(path), target="NEW")
+    assert file_name in str(error.value)
+    assert _scene_state() == before
+    bpy.ops.mesh.primitive_cube_add()  # Blender goes on working
+    assert len(bpy.data.objects) == len(before[0]) + 1

@@ -181,7 +181,7 @@ def test_video_head_tracker_camera_reproduces_the_opencv_calibration(tmp_path):
     flip = rodrigues(np.array([0.0, 0.0, np.pi]))
     r_cv = [np.array([0.1, 0.2, -0.1]), np.array([-0.2, 0.1, 0.05])]
     t_cv = [np.array([0.01, 0.02, 0.8]), np.array([-0.01, 0.0, 0.9])]
-    from flame_blender.core.rotation import matrix_to_axis_angle
+    from flame_blender.core.model.rotation import matrix_to_axis_angle
 
     for i in range(count):
         values["rotation"][i] = matrix_to_axis_angle(flip @ rodrigues(r_cv[i]))

@@ -15,7 +15,7 @@ import bpy
 import numpy as np
 from mathutils import Matrix
 
-from ..core.camera import BLENDER_TO_OPENCV
+from ..core.render.camera import BLENDER_TO_OPENCV
 from ..core.sequences import SequenceCameras
 from .keyframes import animate
 

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from ..core.errors import FlameParameterError
-from ..core.parameters import POSE_SIZES
+from ..core.model.parameters import POSE_SIZES
 from ..core.sequences import FlameSequence, save_sequence, save_vertices
 from . import head, runtime
 
@@ -91,7 +91,7 @@ def _vertex_model(model_path: str, sequence: FlameSequence):
     """A float32 ``FlameNumpy`` for the sequence, cached. With a fixed identity its shaped
     template replaces ``v_template`` and identity components drop out: the same vertices (the
     joint regressor is linear), a quarter of the blending work per frame."""
-    from ..core.flame_numpy import FlameNumpy, load_landmarks_beside
+    from ..core.model.flame_numpy import FlameNumpy, load_landmarks_beside
 
     key = runtime.model_key(model_path)
     fixed = sequence.fixed_shape and len(sequence) > 1

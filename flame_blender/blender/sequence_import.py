@@ -14,7 +14,7 @@ from mathutils import Matrix
 
 from .. import core
 from ..core.errors import FlameFileError, FlameParameterError
-from ..core.parameters import POSE_SIZES
+from ..core.model.parameters import POSE_SIZES
 from ..core.sequences import FlameSequence, load_sequence
 from ..core.sequences.codes import parse_key_map
 from . import head

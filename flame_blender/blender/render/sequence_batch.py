@@ -22,7 +22,7 @@ import numpy as np
 from mathutils import Matrix
 
 from ...core.errors import FlameFileError
-from ...core.png import read_png, write_png
+from ...core.render.png import read_png, write_png
 from ...core.sequences import FlameSequence, load_sequence
 from ...core.sequences.sequence import take_frames
 from ..sequence_camera import camera_local_matrices

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import FlameFileError
-from .plain_arrays import ArrayFormatError, checked_shape, empty_for, plain_dtype
+from .plain_arrays import ArrayFormatError, checked_shape, empty_for, plain_dtype, text_dtype
 from .safe_pickle import describe_error, load_pickle_bytes
 
 MAGIC = b"\x93NUMPY"
@@ -110,7 +110,9 @@ class PickledMemberError(ArrayFormatError):
     """An object (pickled) array where only numbers are allowed."""
 
 
-def _dtype(descr: str, allow_object: bool) -> np.dtype | None:
+def _dtype(descr: str, allow_object: bool, allow_text: bool = False) -> np.dtype | None:
+    if allow_text and "U" in descr:
+        return text_dtype(descr)
     if descr in ("|O", "O", "|O8", "<O8", ">O8"):
         if allow_object:
             return None
@@ -168,10 +170,19 @@ def load_npy(path: str | Path) -> Any:
     return value[()] if value.shape == () else value
 
 
-def _check_archive(path: Path, archive: zipfile.ZipFile, size: int) -> list[zipfile.ZipInfo]:
+def _check_archive(
+    path: Path,
+    archive: zipfile.ZipFile,
+    size: int,
+    max_members: int = MAX_NPZ_MEMBERS,
+    max_member_bytes: int = MAX_MEMBER_BYTES,
+    max_total_bytes: int = MAX_NPZ_BYTES,
+) -> list[zipfile.ZipInfo]:
+    """The archive's members, once every limit is checked (nothing decompressed yet); the
+    torch-zip reader (:mod:`.torch_zip`) applies the same rules with its own sizes."""
     members = archive.infolist()
-    if len(members) > MAX_NPZ_MEMBERS:
-        raise ArrayFormatError(f"{len(members)} members (the limit is {MAX_NPZ_MEMBERS})")
+    if len(members) > max_members:
+        raise ArrayFormatError(f"{len(members)} members (the limit is {max_members})")
     total = 0
     for info in members:
         name = info.filename
@@ -180,12 +191,12 @@ def _check_archive(path: Path, archive: zipfile.ZipFile, size: int) -> list[zipf
         if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
             raise ArrayFormatError(
                 f"member {name!r:.80} uses zip compression method {info.compress_type}; "
-                ".npz files are stored or deflated"
+                "only stored or deflated members are read"
             )
-        if info.file_size > MAX_MEMBER_BYTES:
+        if info.file_size > max_member_bytes:
             raise ArrayFormatError(
                 f"member {name!r:.80} unpacks to {info.file_size} bytes (the limit is "
-                f"{MAX_MEMBER_BYTES})"
+                f"{max_member_bytes})"
             )
         if info.compress_type == zipfile.ZIP_STORED and info.file_size != info.compress_size:
             raise ArrayFormatError(f"stored member {name!r:.80} has two different sizes")
@@ -198,12 +209,12 @@ def _check_archive(path: Path, archive: zipfile.ZipFile, size: int) -> list[zipf
                 f"{info.compress_size} (a zip bomb?)"
             )
         total += info.file_size
-    if total > MAX_NPZ_BYTES:
-        raise ArrayFormatError(f"members unpack to {total} bytes (the limit is {MAX_NPZ_BYTES})")
+    if total > max_total_bytes:
+        raise ArrayFormatError(f"members unpack to {total} bytes (the limit is {max_total_bytes})")
     return members
 
 
-def _check_member_count(path: Path) -> None:
+def _check_member_count(path: Path, max_members: int = MAX_NPZ_MEMBERS) -> None:
     """Refuse an archive whose end record announces too many members, before the zip reader
     builds one entry per member."""
     with path.open("rb") as handle:
@@ -213,15 +224,17 @@ def _check_member_count(path: Path) -> None:
         tail = handle.read(22)
     if tail[:4] == b"PK\x05\x06":
         (count,) = struct.unpack_from("<H", tail, 10)
-        if MAX_NPZ_MEMBERS < count < 0xFFFF:
-            raise ArrayFormatError(f"{count} members (the limit is {MAX_NPZ_MEMBERS})")
+        if max_members < count < 0xFFFF:
+            raise ArrayFormatError(f"{count} members (the limit is {max_members})")
 
 
-def _read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> np.ndarray:
+def _read_member(
+    archive: zipfile.ZipFile, info: zipfile.ZipInfo, allow_text: bool = False
+) -> np.ndarray:
     with archive.open(info) as member:
         head = member.read(12 + MAX_HEADER_BYTES if info.file_size > 12 else 12)
         descr, fortran_order, shape, offset = _read_header(head)
-        dtype = _dtype(descr, allow_object=False)
+        dtype = _dtype(descr, allow_object=False, allow_text=allow_text)
         array = empty_for(dtype, shape, fortran_order, info.file_size - offset)
         prefix = head[offset:]
         flat = _bytes_of(array)
@@ -235,11 +248,15 @@ def _read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> np.ndarray:
 
 
 def load_npz(
-    path: str | Path, required: tuple[str, ...] = (), only: tuple[str, ...] | None = None
+    path: str | Path,
+    required: tuple[str, ...] = (),
+    only: tuple[str, ...] | None = None,
+    allow_text: bool = False,
 ) -> dict[str, np.ndarray]:
     """The members of an ``.npz`` archive as arrays (no pickles, limits checked first).
 
     ``only``: read just these keys (others are not decompressed; missing ones are skipped).
+    ``allow_text``: also read fixed-width unicode members (``<U5``: VHAP's ``timestep_id``).
 
     Raises:
         FlameFileError: missing file, not an npz, truncated or corrupt member, a pickled
@@ -258,7 +275,7 @@ def load_npz(
                 key = info.filename[:-4] if info.filename.endswith(".npy") else info.filename
                 if only is not None and key not in only:
                     continue
-                arrays[key] = _read_member(archive, info)
+                arrays[key] = _read_member(archive, info, allow_text)
             key = None
     except FlameFileError:
         raise

@@ -87,9 +87,15 @@ def _dtype_of(record: Any) -> np.dtype | str:
 class _Resolver:
     """Turns unpickled values holding records into plain data (dicts, lists, arrays...)."""
 
-    def __init__(self, path: str | Path | None, python2_text: bool = False) -> None:
+    def __init__(
+        self,
+        path: str | Path | None,
+        python2_text: bool = False,
+        storages: dict[str, np.ndarray] | None = None,
+    ) -> None:
         self.path = path
         self.python2_text = python2_text
+        self.storages = storages or {}  # a torch zip's storages, read by .torch_zip
         self.done: dict[int, Any] = {}
         self.keep: list[Any] = []  # keeps ids in `done` from being reused while resolving
         self.active: set[int] = set()
@@ -168,6 +174,8 @@ class _Resolver:
                 raise ArrayFormatError("_rebuild_tensor_v2 needs (storage, offset, size, stride)")
             storage, *args = (self(arg, depth) for arg in value.args[:4])
             return rebuild_tensor(storage, *args)
+        if isinstance(value, records.StorageRecord) and value.key in self.storages:
+            return self.storages[value.key]
         if isinstance(value, records.StorageBytesRecord):
             from .legacy_torch import load_storage_from_bytes
 
@@ -211,8 +219,13 @@ class _Resolver:
         return holder.reshape(shape, order="F" if fortran else "C")
 
 
-def resolve_records(value: Any, path: str | Path | None) -> Any:
-    """Records in an unpickled value replaced by plain data (see :class:`_Resolver`)."""
+def resolve_records(
+    value: Any, path: str | Path | None, storages: dict[str, np.ndarray] | None = None
+) -> Any:
+    """Records in an unpickled value replaced by plain data (see :class:`_Resolver`).
+
+    ``storages``: key -> 1-D array, what each :class:`~.pickle_records.StorageRecord` of that
+    key stands for (the storages of a zip-format ``torch.save`` file)."""
     if isinstance(value, Python2Text):
-        return _Resolver(path, python2_text=True)(value.value)
-    return _Resolver(path)(value)
+        return _Resolver(path, python2_text=True, storages=storages)(value.value)
+    return _Resolver(path, storages=storages)(value)

@@ -11,6 +11,7 @@ never come from a file (the result is always a fresh, writable array in C or For
 from __future__ import annotations
 
 import math
+import re
 from typing import Any
 
 import numpy as np
@@ -28,6 +29,7 @@ _LETTER_CODES = {
     "float16": "f2", "float32": "f4", "float64": "f8",
 }  # fmt: skip
 MAX_DIMENSIONS = 32  # numpy's own limit
+MAX_TEXT_LENGTH = 4096  # characters of one fixed-width text item (frame names are short)
 
 
 class ArrayFormatError(ValueError):
@@ -54,6 +56,17 @@ def plain_dtype(code: Any, byteorder: str = "=") -> np.dtype:
     if code[1] == "1" or byteorder in ("|", ""):
         byteorder = "|" if code[1] == "1" else "="
     return np.dtype(byteorder + code if byteorder != "=" else code)
+
+
+def text_dtype(code: Any) -> np.dtype:
+    """A fixed-width unicode dtype (``'<U5'``: 4-byte code points, no pointers), for the readers
+    that opt in to text (tracked sequences name frames with strings); anything else refused."""
+    if isinstance(code, bytes):
+        code = code.decode("latin1")
+    match = re.fullmatch(r"([<>|=]?)U(\d{1,5})", code) if isinstance(code, str) else None
+    if match is None or not 0 < int(match.group(2)) <= MAX_TEXT_LENGTH:
+        raise ArrayFormatError(f"dtype {code!r:.40} is not a plain numeric or text dtype")
+    return np.dtype(f"{match.group(1) if match.group(1) in '<>' else '='}U{match.group(2)}")
 
 
 def checked_shape(shape: Any) -> tuple[int, ...]:

@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import FlameFileError
-from ..json_lines import read_json_lines
-from ..parameters import PARAMETER_NAMES, POSE_SIZES
+from ..io.json_lines import read_json_lines
+from ..model.parameters import PARAMETER_NAMES, POSE_SIZES
 from ._common import frame_ids_from, frame_number, get, identity, per_frame, rotation_frames
 from .containers import read_arrays
 from .sequence import FlameSequence, build_sequence

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..rotation import axis_angle_to_matrix, matrix_to_axis_angle
+from ..model.rotation import axis_angle_to_matrix, matrix_to_axis_angle
 
 #: Rotation conventions accepted by :func:`to_axis_angle` (and the key-mapping option).
 CONVENTIONS = ("axis_angle", "6d", "matrix", "euler")

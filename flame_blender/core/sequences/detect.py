@@ -6,6 +6,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from ..errors import FlameFileError
+from ..io.reader_guard import file_reader
 from . import codes, trackers
 from .containers import read_arrays
 from .sequence import FlameSequence
@@ -92,6 +93,7 @@ def _detect_folder(folder: Path) -> str:
     )
 
 
+@file_reader  # the net under the format readers: only FlameFileError leaves
 def load_sequence(
     path: str | Path,
     format: str = "auto",

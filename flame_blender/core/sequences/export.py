@@ -8,9 +8,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..atomic import atomic_write_text, atomic_write_with
 from ..errors import FlameFileError
-from ..parameters import PARAMETER_NAMES
+from ..io.atomic import atomic_write_text, atomic_write_with
+from ..model.parameters import PARAMETER_NAMES
 from .sequence import FlameSequence
 
 SAVE_FORMATS = ("VHAP", "JSONL", "NPZ")

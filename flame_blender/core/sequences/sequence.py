@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import FlameFileError
-from ..parameters import POSE_SIZES, FlameParameters
+from ..model.parameters import POSE_SIZES, FlameParameters
 
 #: Per-frame parameter arrays of a sequence and their widths (0: any width).
 FRAME_ARRAYS: dict[str, int] = {"shape": 0, "expression": 0, **POSE_SIZES}

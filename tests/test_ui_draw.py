@@ -256,3 +256,16 @@ def test_every_operator_polls_and_draws_its_dialog(blender_scene, flame_dir, tmp
         if hasattr(cls, "poll_drop"):
             cls.poll_drop(context)
     assert not errors, "\n".join(errors)
+
+
+def test_render_still_unsaved_file_dialog_draws_with_valid_rna(blender_scene):
+    """The dialog Render Still opens in a file that was never saved (its other branch, the
+    Adjust Last Operation panel, is drawn with the defaults above)."""
+    from flame_blender.blender.render.operators import FLAME_OT_render as cls
+
+    source = operator_defaults(cls)
+    source.filepath = "//flame_render.png"
+    assert not bpy.data.filepath
+    recording = ui_recorder.draw("flame.render dialog", cls.draw, cls, bpy.context, source=source)
+    assert not recording.errors, recording.errors
+    assert any("not saved" in text for text in recording.texts())

@@ -306,6 +306,10 @@ class FLAME_OT_render(bpy.types.Operator):
 
     def draw(self, context) -> None:
         layout = self.layout
+        if resolve_output(self.filepath)[1] is None:  # (the Adjust Last Operation panel)
+            for name in ("filepath", "samples", "device"):
+                layout.prop(self, name)
+            return
         col = layout.column(align=True)
         col.label(text="This .blend file is not saved yet,", icon="ERROR")
         col.label(text=f"so the output {self.filepath or '//'} has no folder.")

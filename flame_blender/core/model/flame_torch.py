@@ -30,7 +30,7 @@ import torch
 from ..errors import FlameParameterError
 from .landmarks import LandmarkSet
 from .landmarks import contour_bin as contour_bin_numpy
-from .lbs import barycentric_points, pose_feature, rigid_transforms, skinning_displacement
+from .lbs import barycentric_points, pose_feature, rigid_transforms
 from .model_arrays import (
     PARAMETER_NAMES,
     POSE_ARGUMENTS,
@@ -39,12 +39,7 @@ from .model_arrays import (
     prepare_model,
 )
 from .rotation import axis_angle_to_matrix
-
-#: Heads per skinning chunk: four keep the per-vertex temporaries (about 250 kB a head in
-#: float32) in the L2 cache; measured fastest on the benchmark machine.
-CHUNK_SIZE = 4
-#: Up to this many heads, inference on the CPU does the blend-shape product with numpy's BLAS.
-SMALL_BATCH = 4
+from .torch_speed import blend, finish, merge_adjacent
 
 
 @dataclass
@@ -227,7 +222,7 @@ class FLAME(torch.nn.Module):
     def shape_blend(self, shape_params: Any = None, expression_params: Any = None, offsets: Any = None) -> torch.Tensor:
         """``v_shaped = v_template + shapedirs . betas (+ offsets)``: ``(B, V, 3)`` or ``(V, 3)``."""
         values, batch, batched = self._parse(shape_params=shape_params, expression_params=expression_params, offsets=offsets)
-        planar = self._blend(self._base(values, batch), self._coefficient_pieces(values))
+        planar = blend(self._base(values, batch), self._coefficient_pieces(values), self.directions)
         out = planar.reshape(batch, 3, self.n_vertices).transpose(1, 2).contiguous()
         return out if batched else out[0]
 
@@ -264,11 +259,11 @@ class FLAME(torch.nn.Module):
         joints = joints.view(batch, self.n_joints, 3)
         pose = _pose_vectors(values, batch)
         if pose is None:
-            vertices, posed_joints = self._finish(planar, None, joints, values.get("transl"))
+            vertices, posed_joints = finish(planar, None, joints, values.get("transl"), self.weights_transposed)
         else:
             feature, per_joint, posed_joints, _ = self._joint_math(pose, joints)
             v_posed = torch.addmm(planar, feature, self.directions[: self.n_pose_rows])
-            vertices, posed_joints = self._finish(v_posed, per_joint, posed_joints, values.get("transl"))
+            vertices, posed_joints = finish(v_posed, per_joint, posed_joints, values.get("transl"), self.weights_transposed)
         return (vertices, posed_joints) if batched else (vertices[0], posed_joints[0])
 
     def evaluate_landmarks(self, vertices: torch.Tensor, neck_rotations: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
@@ -353,13 +348,13 @@ class FLAME(torch.nn.Module):
         pose = _pose_vectors(values, batch)
         neck = None
         if pose is None:
-            planar = self._blend(base, pieces)
-            vertices, posed_joints = self._finish(planar, None, joints, transl)
+            planar = blend(base, pieces, self.directions)
+            vertices, posed_joints = finish(planar, None, joints, transl, self.weights_transposed)
         else:
             feature, per_joint, posed_joints, neck = self._joint_math(pose, joints)
-            pieces = _merge_adjacent([(feature, slice(0, self.n_pose_rows))] + pieces)
-            v_posed = self._blend(base, pieces)
-            vertices, posed_joints = self._finish(v_posed, per_joint, posed_joints, transl)
+            pieces = merge_adjacent([(feature, slice(0, self.n_pose_rows))] + pieces)
+            v_posed = blend(base, pieces, self.directions)
+            vertices, posed_joints = finish(v_posed, per_joint, posed_joints, transl, self.weights_transposed)
         if posed_extra is not None:
             extra = (posed_extra @ self.directions[self._extra_rows]).view(batch, 3, self.n_vertices)
             vertices = vertices + extra.transpose(1, 2)
@@ -382,28 +377,7 @@ class FLAME(torch.nn.Module):
         extra = values.get("extra_params")
         if extra is not None and self.extra_stage == "shaped":
             pieces.append((extra, self._extra_rows))
-        return _merge_adjacent(pieces)
-
-    def _blend(self, base: torch.Tensor, pieces: list[tuple[torch.Tensor, slice]]) -> torch.Tensor:
-        """``base (B, 3V) + sum of coefficients @ directions[rows]``."""
-        if (
-            base.shape[0] <= SMALL_BATCH
-            and self.device.type == "cpu"
-            and not (torch.is_grad_enabled() and (base.requires_grad or any(c.requires_grad for c, _ in pieces)))
-        ):
-            # A few heads without autograd: a memory-bound matrix-vector product of up to 24 MB.
-            # numpy's BLAS (OpenBLAS) streams it up to 2.7x faster than torch's MKL does on AMD
-            # CPUs (MKL neither vectorises this shape fully there nor splits it across threads).
-            directions = self.directions.numpy()
-            out = None
-            for coefficients, rows in pieces:
-                product = coefficients.detach().numpy() @ directions[rows]
-                out = product if out is None else np.add(out, product, out=out)
-            base_array = base.detach().numpy()
-            return torch.from_numpy(base_array.copy() if out is None else np.add(out, base_array, out=out))
-        for coefficients, rows in pieces:
-            base = torch.addmm(base, coefficients, self.directions[rows])
-        return base
+        return merge_adjacent(pieces)
 
     def _joint_math(
         self, pose: torch.Tensor, joints: torch.Tensor
@@ -429,99 +403,6 @@ class FLAME(torch.nn.Module):
         transforms, posed_joints, world = rigid_transforms(rotations, joints, self.parents)  # (B, J, 3, 4)
         per_joint = transforms.reshape(batch, n_joints, 12).transpose(1, 2)
         return feature, per_joint, posed_joints, world[:, 1]
-
-    def _finish(
-        self,
-        planar: torch.Tensor,
-        per_joint: torch.Tensor | None,
-        joints: torch.Tensor,
-        transl: torch.Tensor | None,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Skin (unless ``per_joint`` is None), translate and lay out ``(B, V, 3)``, in chunks."""
-        batch, n_vertices = planar.shape[0], self.n_vertices
-        tracked = torch.is_grad_enabled() and any(
-            t is not None and t.requires_grad for t in (planar, per_joint, transl)
-        )
-        if not tracked and batch <= SMALL_BATCH and planar.device.type == "cpu":
-            return self._finish_numpy(planar, per_joint, joints, transl)
-        # without autograd, each chunk's last addition writes straight into the (B, V, 3) result
-        out = None if tracked else torch.empty(batch, n_vertices, 3, dtype=planar.dtype, device=planar.device)
-        parts = []
-        for start in range(0, batch, CHUNK_SIZE):
-            stop = min(start + CHUNK_SIZE, batch)
-            count = stop - start
-            v = planar[start:stop].reshape(count, 3, n_vertices)
-            change = None
-            if per_joint is not None:
-                change = skinning_displacement(v, per_joint[start:stop], self.weights_transposed)
-            if transl is not None:
-                shift = transl[start:stop].unsqueeze(-1)
-                change = shift if change is None else change + shift
-            if out is not None:
-                target = out[start:stop].transpose(1, 2)
-                if change is None:
-                    target.copy_(v)
-                else:
-                    torch.add(v, change, out=target)
-                continue
-            parts.append((v if change is None else v + change).transpose(1, 2))
-        if out is not None:
-            vertices = out
-        else:
-            # a transposed view is never contiguous, so this always copies (never aliases a buffer)
-            vertices = parts[0].contiguous() if len(parts) == 1 else torch.cat(parts)
-        if transl is not None:
-            joints = joints + transl.unsqueeze(1)
-        elif per_joint is None:
-            joints = joints.clone()
-        return vertices, joints
-
-
-    def _finish_numpy(
-        self,
-        planar: torch.Tensor,
-        per_joint: torch.Tensor | None,
-        joints: torch.Tensor,
-        transl: torch.Tensor | None,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """:meth:`_finish` for a few heads without autograd, in numpy.
-
-        The per-vertex steps are a handful of 15k-60k element operations: torch would spread
-        each over its thread pool (and spin there), numpy does them in one thread with less
-        overhead per call. Same arithmetic, same order.
-        """
-        batch, n_vertices = planar.shape[0], self.n_vertices
-        v = planar.numpy().reshape(batch, 3, n_vertices)
-        out = np.empty((batch, n_vertices, 3), dtype=v.dtype)
-        target = out.transpose(0, 2, 1)  # planar view of the interleaved result
-        if per_joint is None:
-            change = None
-        else:
-            change = skinning_displacement(v, per_joint.numpy(), self.weights_transposed.numpy())
-        if transl is not None:
-            shift = transl.numpy()[:, :, None]
-            change = shift if change is None else change + shift
-        if change is None:
-            target[...] = v
-        else:
-            np.add(v, change, out=target)
-        if transl is not None:
-            joints = joints + transl.unsqueeze(1)
-        elif per_joint is None:
-            joints = joints.clone()
-        return torch.from_numpy(out), joints
-
-
-def _merge_adjacent(pieces: list[tuple[torch.Tensor, slice]]) -> list[tuple[torch.Tensor, slice]]:
-    """Join pieces whose rows follow each other, so they become one matrix product."""
-    merged: list[tuple[torch.Tensor, slice]] = []
-    for coefficients, rows in pieces:
-        if merged and merged[-1][1].stop == rows.start:
-            previous, previous_rows = merged[-1]
-            merged[-1] = (torch.cat([previous, coefficients], dim=1), slice(previous_rows.start, rows.stop))
-        else:
-            merged.append((coefficients, rows))
-    return merged
 
 
 def contour_bin(neck_rotations: torch.Tensor, convention: str = "deca") -> torch.Tensor:

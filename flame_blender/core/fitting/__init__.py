@@ -12,8 +12,9 @@ See ``docs/fitting.md`` for the terms, units and backends.
 
 from __future__ import annotations
 
+from .landmark_fit import fit_landmarks
 from .model import FitModel
 from .registered import fit_registered
 from .result import FitProgress, FitResult, detect_units
 
-__all__ = ["FitModel", "FitProgress", "FitResult", "detect_units", "fit_registered"]
+__all__ = ["FitModel", "FitProgress", "FitResult", "detect_units", "fit_landmarks", "fit_registered"]

@@ -96,7 +96,7 @@ def _round(
 
     optimizer = torch.optim.LBFGS(
         [variables], lr=1.0, max_iter=iterations, history_size=20, line_search_fn="strong_wolfe",
-        tolerance_grad=1e-10, tolerance_change=1e-12,
+        tolerance_grad=1e-10, tolerance_change=1e-10,
     )
     count = [0]
 

@@ -49,3 +49,22 @@ def random_head(rng: np.random.Generator, n_shape: int = 300, n_expression: int 
     target = Target(np.zeros(0), rotation, translation, scale, params)
     target.truth = target.place(truth_m)
     return target
+
+
+def scan_of(target: Target, count: int, noise_mm: float, rng: np.random.Generator, faces: np.ndarray) -> np.ndarray:
+    """``count`` points on the head's skin (eyeballs left out, as a scanner sees skin), uniform
+    by area, the back of the head (behind the ears) cut away, Gaussian noise of ``noise_mm``
+    per axis; in the target's frame and units."""
+    head_frame = ((target.truth - target.translation) / target.scale) @ target.rotation
+    skin = faces[(faces < 3931).all(axis=1)]
+    corners = head_frame[skin]
+    front = corners[:, :, 2].mean(axis=1) > -0.03  # FLAME looks along +z; drop the back
+    corners = corners[front]
+    area = 0.5 * np.linalg.norm(np.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0]), axis=1)
+    chosen = rng.choice(len(corners), size=count, p=area / area.sum())
+    a, b = rng.random(count), rng.random(count)
+    swap = a + b > 1
+    a[swap], b[swap] = 1 - a[swap], 1 - b[swap]
+    c = corners[chosen]
+    points = c[:, 0] + a[:, None] * (c[:, 1] - c[:, 0]) + b[:, None] * (c[:, 2] - c[:, 0])
+    return target.place(points) + rng.normal(0.0, noise_mm * target.scale / 1000.0, points.shape)

@@ -16,5 +16,6 @@ from .landmark_fit import fit_landmarks
 from .model import FitModel
 from .registered import fit_registered
 from .result import FitProgress, FitResult, detect_units
+from .scan import fit_scan
 
-__all__ = ["FitModel", "FitProgress", "FitResult", "detect_units", "fit_landmarks", "fit_registered"]
+__all__ = ["FitModel", "FitProgress", "FitResult", "detect_units", "fit_landmarks", "fit_registered", "fit_scan"]

@@ -32,15 +32,20 @@ class FitClock:
         return report
 
 
-def run_stage(model: FitModel, problem: Problem, theta: np.ndarray, iterations: int, clock: FitClock, stage: str) -> np.ndarray:
-    """Run the model's solver for one stage (nothing once the callback has stopped the fit)."""
+def run_stage(model: FitModel, problem: Problem, theta: np.ndarray, iterations: int, clock: FitClock, stage: str, rounds: int = 3) -> np.ndarray:
+    """Run the model's solver for one stage (nothing once the callback has stopped the fit).
+
+    ``rounds``: whitened L-BFGS restarts of the torch solver (see :mod:`.solve_torch`)."""
     if clock.stopped:
         return theta
     if model.backend == "torch":
-        from .solve_torch import solve_torch as solve
+        from .solve_torch import solve_torch
+
+        theta, _ = solve_torch(model, problem, theta, iterations, clock.progress(stage), rounds=rounds)
     else:
-        from .solve_numpy import solve_numpy as solve
-    theta, _ = solve(model, problem, theta, iterations, clock.progress(stage))
+        from .solve_numpy import solve_numpy
+
+        theta, _ = solve_numpy(model, problem, theta, iterations, clock.progress(stage))
     return theta
 
 
@@ -87,6 +92,8 @@ def finish(model: FitModel, problem: Problem, theta: np.ndarray, unit_scale: flo
     for term in problem.terms:
         r = term.residuals(vertices)
         squared = (r * r).sum(-1) if r.ndim == 2 else r * r
+        if term.row_weights is not None:  # robust terms: the inliers' distances
+            squared = squared[term.row_weights > 0.5]
         residuals[term.name] = float(np.sqrt(squared.mean())) * unit_scale if len(squared) else 0.0
     return FitResult(
         parameters=to_parameters(model, theta),

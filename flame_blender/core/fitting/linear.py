@@ -54,9 +54,9 @@ class LinearArrays:
         return cls(directions, joint_directions, weights, parents)
 
 
-def coefficient_jacobian(arrays: LinearArrays, pose: np.ndarray, vertex_ids: np.ndarray | None = None) -> np.ndarray:
+def coefficient_jacobian(arrays: LinearArrays, pose: np.ndarray, vertex_ids: np.ndarray | None = None, columns: np.ndarray | None = None) -> np.ndarray:
     """``d vertices / d coefficients`` at a pose, ``(K, 3, n)`` (coordinate-planar) for
-    ``vertex_ids`` (all vertices if None).
+    ``vertex_ids`` (all vertices if None) and the coefficients ``columns`` (all if None).
 
     Args:
         pose: ``(15,)`` the four poses (global, neck, jaw, eyes) in joint order.
@@ -66,7 +66,8 @@ def coefficient_jacobian(arrays: LinearArrays, pose: np.ndarray, vertex_ids: np.
     world = np.empty_like(rotations)
     for j, parent in enumerate(arrays.parents):
         world[j] = rotations[j] if parent < 0 else world[parent] @ rotations[j]
-    dj = arrays.joint_directions  # (K, J, 3)
+    every_column = columns is None or len(columns) == arrays.joint_directions.shape[0]
+    dj = arrays.joint_directions if every_column else arrays.joint_directions[columns]  # (K, J, 3)
     dp = np.empty_like(dj)
     for j, parent in enumerate(arrays.parents):
         if parent < 0:
@@ -76,7 +77,8 @@ def coefficient_jacobian(arrays: LinearArrays, pose: np.ndarray, vertex_ids: np.
     joint_terms = dp - np.einsum("jab,kjb->kja", world, dj)  # (K, J, 3)
     every = vertex_ids is None or (len(vertex_ids) == arrays.weights.shape[0] and np.array_equal(vertex_ids, np.arange(len(vertex_ids))))
     weights = arrays.weights if every else arrays.weights[vertex_ids]
-    directions = arrays.directions if every else arrays.directions[:, :, vertex_ids]
+    directions = arrays.directions if every_column else arrays.directions[:, columns]
+    directions = directions if every else directions[:, :, vertex_ids]
     blended = (weights @ world.reshape(n_joints, 9)).T.reshape(3, 3, -1)  # (3, 3, n)
     count = directions.shape[1]
     out = np.empty((count, 3, directions.shape[2]))

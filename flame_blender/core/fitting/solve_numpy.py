@@ -33,8 +33,7 @@ def vertex_jacobian(model: FitModel, theta: np.ndarray, vertices: np.ndarray, id
     coefficient_columns = columns[columns < k]
     first = len(coefficient_columns)
     if first:
-        jac = coefficient_jacobian(model.linear_arrays(), theta[k : k + 15], ids)  # (K, 3, n)
-        out[:first] = jac if first == k else jac[coefficient_columns]
+        out[:first] = coefficient_jacobian(model.linear_arrays(), theta[k : k + 15], ids, coefficient_columns)
         out[:first] *= scale
     pose_columns = columns[(columns >= k) & (columns < k + 15)]
     if len(pose_columns):

@@ -37,11 +37,12 @@ def solve_torch(
     theta: np.ndarray,
     iterations: int,
     progress: Callable[[int, float], bool] | None = None,
+    rounds: int = ROUNDS,
 ) -> tuple[np.ndarray, int]:
     """Minimise ``problem`` from ``theta (P,)``; returns the new ``theta`` and evaluations run."""
     total = 0
-    per_round = max(iterations // ROUNDS, 1)
-    for _ in range(ROUNDS):
+    per_round = max(iterations // rounds, 1)
+    for _ in range(rounds):
         theta, count, stopped = _round(model, problem, theta, per_round, progress, total)
         total += count
         if stopped or count < per_round:

@@ -6,7 +6,7 @@ import time
 
 import numpy as np
 
-from ..parameters import FlameParameters
+from .. import FlameParameters
 from .model import FitModel, parameter_count, split_parameters
 from .problem import Problem
 from .result import Callback, FitProgress, FitResult

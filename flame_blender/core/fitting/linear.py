@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from ..rotation import axis_angle_to_matrix
+from .rotation import axis_angle_to_matrix
 
 SHAPE_SPACE_SIZE = 300
 

@@ -50,15 +50,13 @@ class FitModel:
         backend: str = "auto",
         device: str = "cpu",
     ) -> None:
-        from ..backend import torch_available
-        from ..model_io import load_flame, load_flame_masks
-        from ..synthetic import builtin_flame_dir
+        from .. import builtin_flame_dir, load_flame, load_flame_masks
 
         if backend not in BACKENDS:
             raise FlameParameterError(f"backend {backend!r}: expected one of {BACKENDS}")
         if backend == "auto":
-            backend = "torch" if torch_available() else "numpy"
-        if backend == "torch" and not torch_available():
+            backend = "torch" if _torch_available() else "numpy"
+        if backend == "torch" and not _torch_available():
             raise FlameParameterError("backend 'torch' needs PyTorch, which is not importable here; use 'numpy'")
         self.backend = backend
         self.device = device if backend == "torch" else "cpu"
@@ -73,14 +71,14 @@ class FitModel:
         if backend == "torch":
             import torch
 
-            from ..flame_torch import FLAME
+            from .. import FLAME
 
             self.forward_model: Any = FLAME(
                 raw, n_shape=n_shape, n_expression=n_expression, dtype=torch.float64, device=device,
                 landmarks=_landmarks_beside(folder),
             )
         else:
-            from ..flame_numpy import FlameNumpy
+            from .. import FlameNumpy
 
             self.forward_model = FlameNumpy(
                 raw, n_shape=n_shape, n_expression=n_expression, landmarks=_landmarks_beside(folder)
@@ -135,8 +133,15 @@ def parameter_count(n_shape: int, n_expression: int) -> int:
     return n_shape + n_expression + 18
 
 
+def _torch_available() -> bool:
+    """Whether PyTorch is importable (stock Blender: no)."""
+    import importlib.util
+
+    return importlib.util.find_spec("torch") is not None
+
+
 def _landmarks_beside(folder: Path) -> Mapping[str, Any]:
-    from ..landmark_io import load_landmark_embeddings
+    from .. import load_landmark_embeddings
 
     try:
         return dict(load_landmark_embeddings(folder))

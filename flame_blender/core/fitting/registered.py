@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..parameters import FlameParameters
+from .. import FlameParameters
 from .common import FitClock, finish, initial_theta, rest_root, run_stage
 from .model import FitModel, resolve_model
 from .problem import FIT_GROUPS, Problem, Term, free_mask, term_weights

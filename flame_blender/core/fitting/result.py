@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .. import FlameParameters
 from ..errors import FlameParameterError
-from ..parameters import FlameParameters
 
 #: Target units per metre.
 UNIT_SCALES: dict[str, float] = {"m": 1.0, "cm": 100.0, "mm": 1000.0}

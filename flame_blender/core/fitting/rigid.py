@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..rotation import matrix_to_axis_angle
+from .rotation import matrix_to_axis_angle
 
 
 def similarity(source: np.ndarray, target: np.ndarray, with_scale: bool = True, weights: np.ndarray | None = None) -> tuple[float, np.ndarray, np.ndarray]:

@@ -20,8 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import FlameParameters
 from ..errors import FlameParameterError
-from ..parameters import FlameParameters
 from .common import FitClock, finish, initial_theta, rest_root, run_stage
 from .landmark_fit import LANDMARK_PRIORS, landmark_count, landmark_term, template_landmarks
 from .model import FitModel, resolve_model
@@ -44,7 +44,7 @@ PROBE_TURN = 0.45
 
 def _turns() -> list[np.ndarray]:
     """No turn, and PROBE_TURN either way about each axis: ``(3, 3)`` rotations."""
-    from ..rotation import axis_angle_to_matrix
+    from .rotation import axis_angle_to_matrix
 
     vectors = [np.zeros(3)] + [sign * PROBE_TURN * np.eye(3)[axis] for axis in range(3) for sign in (1, -1)]
     return [axis_angle_to_matrix(v) for v in vectors]

@@ -133,3 +133,25 @@ def test_panel_and_settings_are_registered(small_head):
     assert bpy.types.FLAME_PT_fit.poll(bpy.context)
     bpy.context.view_layer.objects.active = None
     assert not bpy.types.FLAME_PT_fit.poll(bpy.context)
+
+
+def test_fit_to_a_selected_scan_mesh(small_head, flame_reference, flame_dir):
+    """A mesh of another topology (the known head's skin only, moved by its object transform)
+    is fitted as a scan."""
+    from flame_blender.core import load_flame_masks
+
+    truth = flame_reference(known_params(5))
+    faces = np.array([p.vertices[:] for p in small_head.data.polygons])
+    skin = faces[(faces < 3931).all(axis=1)]
+    matrix = np.eye(4)
+    matrix[:3, :3] = random_rotation(np.random.default_rng(6))
+    matrix[:3, 3] = (-0.2, 0.4, 0.05)
+    target = add_target("Scan", (truth[:3931] - matrix[:3, 3]) @ matrix[:3, :3], skin, matrix)
+    assert len(target.data.vertices) != len(small_head.data.vertices)
+    expected = world_vertices(target)  # the known head's skin, where the scan is
+    select(small_head, target)
+    assert bpy.ops.flame.fit(target="SELECTED") == {"FINISHED"}
+    face = load_flame_masks(flame_dir)["face"]
+    assert face.max() < 3931
+    error = np.linalg.norm(world_vertices(small_head)[face] - expected[face], axis=1)
+    assert np.median(error) <= 2e-3, np.median(error)  # 2 mm

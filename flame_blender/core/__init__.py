@@ -57,6 +57,12 @@ _EXPORTS = {
     "FlameParameters": "parameters",
     "load_parameters": "parameters",
     "save_parameters": "parameters",
+    # fitting to meshes, landmarks and scans (flame_blender.core.fitting)
+    "FitModel": "fitting",
+    "FitResult": "fitting",
+    "fit_registered": "fitting",
+    "fit_landmarks": "fitting",
+    "fit_scan": "fitting",
 }
 
 __all__ = sorted(_EXPORTS)

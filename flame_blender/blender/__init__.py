@@ -27,6 +27,7 @@ SUBMODULES: tuple[str, ...] = (
     "render",
     "landmark_operators",
     "sequence_operators",
+    "fitting",
 )
 
 

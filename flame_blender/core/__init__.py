@@ -76,6 +76,12 @@ _EXPORTS = {
     "FlameSequence": "sequences",
     "load_sequence": "sequences",
     "save_sequence": "sequences",
+    # fitting to meshes, landmarks and scans (flame_blender.core.fitting)
+    "FitModel": "fitting",
+    "FitResult": "fitting",
+    "fit_registered": "fitting",
+    "fit_landmarks": "fitting",
+    "fit_scan": "fitting",
 }
 
 __all__ = sorted(_EXPORTS)

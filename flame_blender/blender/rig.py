@@ -169,8 +169,13 @@ def _create(context, head, rig, animation, frames, bake, keep_live):
         armature = bpy.data.objects.new(f"{name}_rig", armature_data)
         created.append(armature)
         collection.objects.link(armature)
+        # matrix_basis, not matrix_world: the latter is stale until the depsgraph runs
         armature.parent = head.parent
-        armature.matrix_world = head.matrix_world.copy()
+        armature.parent_type = head.parent_type
+        armature.parent_bone = head.parent_bone
+        armature.matrix_parent_inverse = head.matrix_parent_inverse.copy()
+        armature.rotation_mode = head.rotation_mode
+        armature.matrix_basis = head.matrix_basis.copy()
         armature[RIG_PROPERTY] = 1
         _add_bones(context, armature, rig)
         mesh_obj = _rigged_mesh(head, armature, rig, collection)

@@ -26,6 +26,7 @@ SUBMODULES: tuple[str, ...] = (
     "panel",
     "render",
     "landmark_operators",
+    "rig_operators",
 )
 
 

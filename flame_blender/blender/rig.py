@@ -444,3 +444,38 @@ def rig_frame_range(armature) -> tuple[int, int]:
         return frame, frame
     start, end = animation.action.frame_range
     return int(math.floor(start)), int(math.ceil(end))
+
+
+def animate_head(head, sequence, first_frame: int = 1) -> None:
+    """Key a live head with one parameter set a frame (``FlameParameters`` list), from
+    ``first_frame``; the scene's frame range is left alone. Used by ``scripts/export_head.py``."""
+    count = len(sequence)
+    if count == 0:
+        raise FlameParameterError("the sequence is empty; expected at least one parameter set")
+    n_shape, n_expression = head.flame.n_shape, head.flame.n_expression
+    resized = [params.resized(n_shape, n_expression) for params in sequence]
+    head_module.set_parameters(head, sequence[0])  # checks ranges and counts
+    for params in sequence[1:]:
+        for group, values in (("shape", params.shape), ("expression", params.expression)):
+            if np.any(np.abs(values) > head_module.COEFFICIENT_LIMIT):
+                raise FlameParameterError(f"{group} coefficients must lie within ±{head_module.COEFFICIENT_LIMIT:g}")
+    columns = _columns(n_shape, n_expression)
+    table = np.array(
+        [np.concatenate([p.shape, p.expression, *(getattr(p, n) for n in head_module.POSE_NAMES)]) for p in resized]
+    )
+    frames = np.arange(first_frame, first_frame + count, dtype=np.float32)
+    key = head.data.shape_keys
+    for id_data in (head, key):
+        if id_data.animation_data is None or id_data.animation_data.action is None:
+            id_data.animation_data_create().action = bpy.data.actions.new(f"{head.name}_{'pose' if id_data is head else 'keys'}")
+    co = np.empty(2 * count, dtype=np.float32)
+    co[0::2] = frames
+    for (path, index), column in columns.items():
+        id_data = key if path.startswith("key_blocks") else head
+        curve = _new_fcurve(id_data, id_data.animation_data.action, path, index, "FLAME")
+        curve.keyframe_points.clear()
+        co[1::2] = table[:, column]
+        curve.keyframe_points.add(count)
+        curve.keyframe_points.foreach_set("co", co)
+        curve.update()
+    head_module.forget_caches()

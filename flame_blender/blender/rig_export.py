@@ -13,7 +13,7 @@ exporter runs.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -153,10 +153,8 @@ def _exporting(armature, mesh_obj, first: int, last: int) -> Iterator[None]:
             if obj is not None:
                 obj.select_set(False)
         for obj in saved[0]:
-            try:
+            with suppress(ReferenceError):
                 obj.select_set(True)
-            except ReferenceError:
-                pass
         view_layer.objects.active = saved[1]
         scene.frame_start, scene.frame_end = saved[2], saved[3]
         scene.frame_set(saved[4])

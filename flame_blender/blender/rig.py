@@ -184,7 +184,7 @@ def _create(context, head, rig, animation, frames, bake, keep_live):
         if bake == "CURRENT":
             _set_channels(armature, mesh_obj, animation)
         else:
-            _keyframe_channels(armature, mesh_obj, animation, frames)
+            _keyframe_channels(armature, mesh_obj, animation, frames, name)
     except BaseException:
         _remove(created)
         raise
@@ -222,29 +222,36 @@ def _remove(created: list) -> None:
 
 
 def _add_bones(context, armature, rig) -> None:
+    """Bones need edit mode; the override makes mode_set act on the armature whatever the
+    caller's context (an operator's context holds the head as its active object)."""
     view_layer = context.view_layer
-    previous_active = view_layer.objects.active
-    previous_mode = previous_active.mode if previous_active is not None else "OBJECT"
-    if previous_mode != "OBJECT":
-        bpy.ops.object.mode_set(mode="OBJECT")
+    active = view_layer.objects.active
+    if active is not None and active.mode != "OBJECT":
+        with context.temp_override(active_object=active, object=active):
+            bpy.ops.object.mode_set(mode="OBJECT")
     view_layer.objects.active = armature
-    bpy.ops.object.mode_set(mode="EDIT")
-    try:
-        bones = []
-        for j, bone_name in enumerate(rig_math.BONE_NAMES):
-            bone = armature.data.edit_bones.new(bone_name)
-            head_position = rig.joints[j]
-            bone.head = head_position.tolist()
-            bone.tail = (head_position + (0.0, BONE_LENGTH, 0.0)).tolist()  # +y, no roll: identity
-            bone.roll = 0.0
-            bone.use_connect = False
-            parent = rig.parents[j]
-            if parent >= 0:
-                bone.parent = bones[parent]
-            bones.append(bone)
-    finally:
-        bpy.ops.object.mode_set(mode="OBJECT")
-        view_layer.objects.active = previous_active
+    override = {"active_object": armature, "object": armature, "edit_object": armature,
+                "selected_objects": [armature], "selected_editable_objects": [armature]}
+    with context.temp_override(**override):
+        bpy.ops.object.mode_set(mode="EDIT")
+        try:
+            bones = []
+            for j, bone_name in enumerate(rig_math.BONE_NAMES):
+                bone = armature.data.edit_bones.new(bone_name)
+                head_position = rig.joints[j]
+                bone.head = head_position.tolist()
+                bone.tail = (head_position + (0.0, BONE_LENGTH, 0.0)).tolist()  # +y, no roll: identity
+                bone.roll = 0.0
+                bone.use_connect = False
+                parent = rig.parents[j]
+                if parent >= 0:
+                    bone.parent = bones[parent]
+                bones.append(bone)
+        finally:
+            bpy.ops.object.mode_set(mode="OBJECT")
+    view_layer.objects.active = active
+    if len(armature.data.bones) != len(rig_math.BONE_NAMES):
+        raise RuntimeError(f"{armature.name}: the bones were not created (edit mode unavailable?)")
     for pose_bone in armature.pose.bones:
         pose_bone.rotation_mode = "QUATERNION"
 
@@ -387,10 +394,10 @@ def _set_channels(armature, mesh_obj, animation) -> None:
             setattr(target, prop, float(values[0]))
 
 
-def _keyframe_channels(armature, mesh_obj, animation, frames: np.ndarray) -> None:
+def _keyframe_channels(armature, mesh_obj, animation, frames: np.ndarray, name: str) -> None:
     actions = {}
     for id_data in (armature, mesh_obj.data.shape_keys):
-        action = bpy.data.actions.new(f"{mesh_obj.name}_{'pose' if id_data is armature else 'keys'}")
+        action = bpy.data.actions.new(f"{name}_rig_{'pose' if id_data is armature else 'keys'}")
         id_data.animation_data_create().action = action
         actions[id_data.as_pointer()] = action
     count = frames.size

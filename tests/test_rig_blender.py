@@ -198,6 +198,7 @@ def test_gltf_evaluated_in_numpy(rigged, tmp_path, file_format):
     gltf = Gltf(out)
     to_gl = lambda p: world(p, matrix) @ Y_UP.T  # noqa: E731
     index = _gltf_vertex_map(gltf, to_gl(base.reshape(-1, 3).astype(np.float64)))
+    assert len(gltf.json["animations"]) == 1  # bones and morph weights play as one animation
     times = gltf.animation_times()
     fps = bpy.context.scene.render.fps
     assert np.allclose(times, np.arange(1, FRAMES + 1) / fps, atol=1e-6)  # one sample a frame

@@ -106,3 +106,37 @@ def test_identity_as_shape_keys_and_animated_identity(small_head, evaluated_vert
         params.shape[1] = blocks["shape_001"].value  # the live head's animated value
         params.jaw_pose = np.array([0.3, 0.0, 0.1], dtype=np.float32).astype(np.float64)
         assert np.abs(evaluated_vertices(mesh) - flame_reference(params)).max() < 1e-5, frame
+
+
+def test_object_animation_moves_the_rig(small_head):
+    """Keys on the head's own transform carry over to the armature."""
+    obj = small_head
+    scene = bpy.context.scene
+    scene.frame_start, scene.frame_end = 1, 5
+    obj.flame.jaw_pose = (0.2, 0.0, 0.0)
+    obj.keyframe_insert("flame.jaw_pose", frame=1)
+    for frame, x in ((1, 0.0), (5, 0.4)):
+        obj.location.x = x
+        obj.keyframe_insert("location", index=0, frame=frame)
+    expected = {}
+    for frame in (1, 3, 5):
+        scene.frame_set(frame)
+        expected[frame] = np.array(obj.matrix_world)
+    _select_only(obj)
+    armature, mesh = rig_module.make_rig(bpy.context, obj, keep_live=True)
+    for frame in (1, 3, 5):
+        scene.frame_set(frame)
+        assert np.abs(np.array(mesh.matrix_world) - expected[frame]).max() < 1e-6, frame
+
+
+def test_export_panel(small_head):
+    from flame_blender.blender.rig_operators import FLAME_PT_export
+
+    assert FLAME_PT_export.is_registered
+    _select_only(small_head)
+    assert FLAME_PT_export.poll(bpy.context)
+    armature, _ = rig_module.make_rig(bpy.context, small_head, bake="CURRENT", keep_live=True)
+    _select_only(armature)
+    assert FLAME_PT_export.poll(bpy.context) and bpy.ops.flame.export_rig.poll()
+    bpy.ops.object.empty_add()
+    assert not FLAME_PT_export.poll(bpy.context)

@@ -87,6 +87,8 @@ def test_farm_render_without_extension(blender_scene, flame_dir, tmp_path):
         hit = depth_live < 1e9
         assert hit.sum() > 200  # the head fills part of the picture
         assert np.array_equal(hit, depth_farm < 1e9)
+        print(f"MEASURED farm frame {frame}: depth {np.abs(depth_live[hit] - depth_farm[hit]).max():.1e} m, "
+              f"colour {max(np.abs(live[f'{layer}.Combined.{c}'] - farm[f'{layer}.Combined.{c}']).max() for c in 'RGB'):.1e}")
         assert np.abs(depth_live[hit] - depth_farm[hit]).max() < 1e-5
         for axis in "XYZ":
             assert np.abs(live[f"{layer}.Normal.{axis}"] - farm[f"{layer}.Normal.{axis}"]).max() < 1e-3

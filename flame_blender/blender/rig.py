@@ -185,6 +185,7 @@ def _create(context, head, rig, animation, frames, bake, keep_live):
             _set_channels(armature, mesh_obj, animation)
         else:
             _keyframe_channels(armature, mesh_obj, animation, frames, name)
+            _copy_transform_curves(head, armature)
     except BaseException:
         _remove(created)
         raise
@@ -413,6 +414,27 @@ def _keyframe_channels(armature, mesh_obj, animation, frames: np.ndarray, name: 
         points.foreach_set("co", co)
         points.foreach_set("interpolation", np.full(count, linear, dtype=np.int32))
         curve.update()
+
+
+def _copy_transform_curves(head, armature) -> None:
+    """The head's own object animation (location, rotation, scale...) moves the armature."""
+    curves = head_module._fcurves(head) or []
+    action = armature.animation_data.action
+    for source in curves:
+        if source.data_path.startswith("flame."):
+            continue
+        target = _new_fcurve(armature, action, source.data_path, source.array_index, "Object Transforms")
+        count = len(source.keyframe_points)
+        target.keyframe_points.add(count)
+        for attribute, width, dtype in (
+            ("co", 2, np.float32), ("handle_left", 2, np.float32), ("handle_right", 2, np.float32),
+            ("interpolation", 1, np.int32), ("handle_left_type", 1, np.int32), ("handle_right_type", 1, np.int32),
+        ):
+            buffer = np.empty(count * width, dtype=dtype)
+            source.keyframe_points.foreach_get(attribute, buffer)
+            target.keyframe_points.foreach_set(attribute, buffer)
+        target.extrapolation = source.extrapolation
+        target.update()
 
 
 _ENUM_CACHE: dict[str, int] = {}

@@ -238,6 +238,20 @@ def _fcurves(action) -> list:
     return list(getattr(action, "fcurves", []))
 
 
+def fbx_global_settings(path) -> tuple[float, int]:
+    """(UnitScaleFactor, UpAxis) of an FBX file, through Blender's io_scene_fbx parser."""
+    scripts = os.path.join(bpy.utils.system_resource("SCRIPTS"), "addons_core")
+    if scripts not in sys.path:
+        sys.path.append(scripts)
+    from io_scene_fbx import parse_fbx
+
+    root, _ = parse_fbx.parse(str(path))
+    settings = next(e for e in root.elems if e.id == b"GlobalSettings")
+    properties = next(e for e in settings.elems if e.id == b"Properties70")
+    values = {e.props[0]: e.props[4] for e in properties.elems}
+    return float(values[b"UnitScaleFactor"]), int(values[b"UpAxis"])
+
+
 @pytest.mark.parametrize("file_format", ["FBX_UNITY", "FBX_UNREAL", "ABC", "USD"])
 def test_reimport_with_blender(rigged, tmp_path, file_format):
     if file_format == "USD" and not rig_export.usd_available():
@@ -246,6 +260,11 @@ def test_reimport_with_blender(rigged, tmp_path, file_format):
     bpy.ops.wm.open_mainfile(filepath=str(path))
     extension = rig_export.FORMATS[file_format][1]
     out = rig_export.export_rig(bpy.data.objects["FLAME_rig"], tmp_path / f"head{extension}", file_format)
+    if file_format.startswith("FBX"):
+        # What the preset promises, read by Blender's own FBX parser: Unity metres (1 unit =
+        # 100 cm) and Y up; Unreal centimetres and Z up.
+        unit, up_axis = fbx_global_settings(out)
+        assert (unit, up_axis) == ((100.0, 1) if file_format == "FBX_UNITY" else (1.0, 2))
     bpy.ops.wm.read_homefile(use_empty=True)
     scene = bpy.context.scene
     scene.frame_start, scene.frame_end = 1, FRAMES

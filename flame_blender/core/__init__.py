@@ -53,6 +53,10 @@ _EXPORTS = {
     "intrinsic_matrix": "camera",
     "intrinsics_from_blender": "camera",
     "world_to_camera_from_blender": "camera",
+    # the native rig (armature + shape keys) maths
+    "RigModel": "rig",
+    "build_rig_model": "rig",
+    "rig_animation": "rig",
     # parameter sets
     "FlameParameters": "parameters",
     "load_parameters": "parameters",

@@ -140,7 +140,17 @@ def make_rig(
     scene = context.scene
     if head.name not in context.view_layer.objects:
         raise FlameParameterError(f"{head.name} is not in the active view layer")
-    model = runtime.get_model(head.flame.model_path)  # FlameFileError when it is missing
+    # FlameFileError when it is missing. A head with teeth (where supported) rigs the model
+    # with the tooth vertices, as its mesh has them.
+    if getattr(head.flame, "teeth", False):
+        model = runtime.get_model(head.flame.model_path, teeth=True)
+    else:
+        model = runtime.get_model(head.flame.model_path)
+    if np.asarray(model["v_template"]).shape[0] != len(head.data.vertices):
+        raise FlameParameterError(
+            f"{head.name} has {len(head.data.vertices)} vertices but its model "
+            f"{np.asarray(model['v_template']).shape[0]}; expected the mesh import_head made"
+        )
     frames = head_frames(head, scene, bake)
     if not identity_as_shape_keys and np.ptp(frames.shape, axis=0).max(initial=0.0) > 0.0:
         raise FlameParameterError(

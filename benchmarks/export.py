@@ -27,6 +27,7 @@ import numpy as np  # noqa: E402
 
 from flame_blender.blender import import_head  # noqa: E402
 from flame_blender.blender import rig, rig_export  # noqa: E402
+from flame_blender.blender.head_animation import animate_head  # noqa: E402
 from flame_blender.core import FlameNumpy, FlameParameters, builtin_flame_dir  # noqa: E402
 
 
@@ -46,7 +47,7 @@ def animated_head(params: list[FlameParameters]):
     scene = bpy.context.scene
     scene.frame_start, scene.frame_end = 1, len(params)
     head = import_head(bpy.context, builtin_flame_dir(), n_shape=300, n_expression=100)
-    rig.animate_head(head, params, first_frame=1)
+    animate_head(head, params, first_frame=1)
     return head
 
 

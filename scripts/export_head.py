@@ -78,6 +78,7 @@ def export_head(package, flame_dir, sequence, out: Path, file_format: str, fps: 
     blender = importlib.import_module(f"{package.__name__}.blender")
     rig = importlib.import_module(f"{package.__name__}.blender.rig")
     rig_export = importlib.import_module(f"{package.__name__}.blender.rig_export")
+    head_animation = importlib.import_module(f"{package.__name__}.blender.head_animation")
     rig_export.check_writable(out)  # before any work
     if blend is not None:
         rig_export.check_writable(blend)
@@ -88,7 +89,7 @@ def export_head(package, flame_dir, sequence, out: Path, file_format: str, fps: 
     scene.frame_start, scene.frame_end = 1, len(sequence)
     head = blender.import_head(bpy.context, flame_dir or core.builtin_flame_dir(),
                                n_shape=max(n_shape, 1), n_expression=n_expression)
-    rig.animate_head(head, sequence, first_frame=1)
+    head_animation.animate_head(head, sequence, first_frame=1)
     armature, _ = rig.make_rig(bpy.context, head, bake="FRAME_RANGE", keep_live=False,
                                identity_as_shape_keys=identity_as_shape_keys)
     written = rig_export.export_rig(armature, out, file_format)

@@ -21,6 +21,7 @@ bpy = pytest.importorskip("bpy")
 
 from flame_blender.blender import import_head, rig_export  # noqa: E402
 from flame_blender.blender import rig as rig_module  # noqa: E402
+from flame_blender.blender.head_animation import animate_head  # noqa: E402
 from flame_blender.core import FlameNumpy, FlameParameters  # noqa: E402
 from flame_blender.core.rig import BONE_NAMES, corrective_key_names  # noqa: E402
 
@@ -51,7 +52,7 @@ def rigged(blender_addon, flame_dir, tmp_path_factory):
     head = import_head(bpy.context, flame_dir, n_shape=300, n_expression=100, name="FLAME")
     head.location = (0.1, -0.2, 0.3)  # a transform of its own: the rig must keep it
     sequence = _sequence(np.random.default_rng(7))
-    rig_module.animate_head(head, sequence, first_frame=1)
+    animate_head(head, sequence, first_frame=1)
     scene.frame_start, scene.frame_end = 1, FRAMES
     with bpy.context.temp_override(active_object=head, object=head):
         assert bpy.ops.flame.make_rig(bake="FRAME_RANGE", keep_live=False) == {"FINISHED"}

@@ -140,3 +140,21 @@ def test_export_panel(small_head):
     assert FLAME_PT_export.poll(bpy.context) and bpy.ops.flame.export_rig.poll()
     bpy.ops.object.empty_add()
     assert not FLAME_PT_export.poll(bpy.context)
+
+
+def test_failure_half_way_leaves_nothing(small_head, monkeypatch):
+    """A failure after the first datablocks exist (injected into the last step) removes them."""
+    obj = small_head
+    obj.flame.jaw_pose = (0.2, 0.0, 0.0)
+    obj.keyframe_insert("flame.jaw_pose", frame=1)
+    _select_only(obj)
+    before = snapshot()
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("injected")
+
+    monkeypatch.setattr(rig_module, "_copy_transform_curves", broken)
+    with pytest.raises(RuntimeError, match="injected"):
+        rig_module.make_rig(bpy.context, obj)
+    assert snapshot() == before
+    assert obj.name in bpy.data.objects and rig_module.head_module.is_head(obj)

@@ -13,6 +13,7 @@ from test_rig_blender import run_fresh_blender  # noqa: E402
 
 from flame_blender.blender import import_head  # noqa: E402
 from flame_blender.blender import rig as rig_module  # noqa: E402
+from flame_blender.blender.head_animation import animate_head  # noqa: E402
 from flame_blender.core import FlameParameters  # noqa: E402
 from flame_blender.core.exr import read_exr  # noqa: E402
 
@@ -67,7 +68,7 @@ def test_farm_render_without_extension(blender_scene, flame_dir, tmp_path):
     for params in sequence:
         params.transl = np.zeros(3)
         params.shape = sequence[0].shape  # one identity, animated expression and pose
-    rig_module.animate_head(head, sequence, first_frame=1)
+    animate_head(head, sequence, first_frame=1)
     scene.frame_start, scene.frame_end = 1, FRAMES
     _setup_render(scene)
     scene.render.filepath = str(tmp_path / "live_")

@@ -21,8 +21,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
+from contextlib import contextmanager, suppress
 
 import bpy
 import numpy as np
@@ -31,92 +30,12 @@ from ..core import rig as rig_math
 from ..core.errors import FlameParameterError
 from . import head as head_module
 from . import runtime
+from .head_animation import head_frames, new_fcurve
 
-BAKE_MODES = ("FRAME_RANGE", "CURRENT")
 #: Bone length (metres): only for display; FLAME joints are points.
 BONE_LENGTH = 0.03
 RIG_PROPERTY = "flame_rig"  # custom property on both rig objects (plain data: no extension needed)
 MASK_PREFIX = "mask_"
-
-
-@dataclass
-class HeadFrames:
-    """A head's parameters on each frame to bake (float64)."""
-
-    frames: np.ndarray  # (N,) frame numbers
-    shape: np.ndarray  # (N, n_shape)
-    expression: np.ndarray  # (N, n_expression)
-    pose: np.ndarray  # (N, 18): global, neck, jaw, eyes (6), transl
-
-
-def head_frames(head, scene, bake: str = "FRAME_RANGE") -> HeadFrames:
-    """Read the head's parameters on every frame of the scene's range (or the current frame).
-
-    Plain F-curves are evaluated directly (no frame changes); other animation (NLA, drivers)
-    goes through ``frame_set`` and the evaluated values.
-    """
-    if bake not in BAKE_MODES:
-        raise FlameParameterError(f"bake={bake!r}: expected one of {BAKE_MODES}")
-    if bake == "CURRENT":
-        frames = np.array([scene.frame_current], dtype=np.float64)
-    else:
-        if scene.frame_end < scene.frame_start:
-            raise FlameParameterError(f"the scene's frame range {scene.frame_start}..{scene.frame_end} is empty")
-        frames = np.arange(scene.frame_start, scene.frame_end + 1, dtype=np.float64)
-    params = head_module.get_parameters(head)
-    n_shape, n_expression = params.shape.size, params.expression.size
-    current = np.concatenate([params.shape, params.expression, *(getattr(params, n) for n in head_module.POSE_NAMES)])
-    values = np.tile(current, (frames.size, 1))
-    object_curves = head_module._fcurves(head)
-    key_curves = head_module._fcurves(head.data.shape_keys)
-    if object_curves is None or key_curves is None:
-        values = _values_by_frame_set(head, scene, frames)
-    else:
-        columns = _columns(n_shape, n_expression)
-        limit = head_module.COEFFICIENT_LIMIT
-        for curve in list(object_curves) + list(key_curves):
-            column = columns.get((curve.data_path, curve.array_index))
-            if column is None:
-                continue
-            sampled = np.fromiter((curve.evaluate(f) for f in frames), dtype=np.float64, count=frames.size)
-            if column < n_shape + n_expression:
-                sampled = np.clip(sampled, -limit, limit)  # what the shape-key slider range does
-            values[:, column] = np.float32(sampled)  # Blender's properties are float32
-    count = n_shape + n_expression
-    return HeadFrames(frames, values[:, :n_shape], values[:, n_shape:count], values[:, count:])
-
-
-def _columns(n_shape: int, n_expression: int) -> dict[tuple[str, int], int]:
-    columns: dict[tuple[str, int], int] = {}
-    for i in range(n_shape):
-        columns[(f'key_blocks["{head_module.shape_key_name(i)}"].value', 0)] = i
-    for i in range(n_expression):
-        columns[(f'key_blocks["{head_module.expression_key_name(i)}"].value', 0)] = n_shape + i
-    column = n_shape + n_expression
-    for name, size in (("global_pose", 3), ("neck_pose", 3), ("jaw_pose", 3), ("eye_pose", 6), ("transl", 3)):
-        for index in range(size):
-            columns[(f"flame.{name}", index)] = column
-            column += 1
-    return columns
-
-
-def _values_by_frame_set(head, scene, frames: np.ndarray) -> np.ndarray:
-    original = scene.frame_current
-    rows = []
-    try:
-        for frame in frames:
-            scene.frame_set(int(frame))
-            depsgraph = bpy.context.evaluated_depsgraph_get()
-            key = head.data.shape_keys.evaluated_get(depsgraph)
-            flame = head.evaluated_get(depsgraph).flame
-            names = [head_module.shape_key_name(i) for i in range(head.flame.n_shape)]
-            names += [head_module.expression_key_name(i) for i in range(head.flame.n_expression)]
-            coefficients = [key.key_blocks[n].value for n in names]
-            pose = [*flame.global_pose, *flame.neck_pose, *flame.jaw_pose, *flame.eye_pose, *flame.transl]
-            rows.append(coefficients + pose)
-    finally:
-        scene.frame_set(original)
-    return np.asarray(rows, dtype=np.float64)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -173,6 +92,7 @@ def _create(context, head, rig, animation, frames, bake, keep_live):
     name = head.name
     collection = head.users_collection[0] if head.users_collection else context.scene.collection
     created: list = []
+    actions_before = {action.as_pointer() for action in bpy.data.actions}
     try:
         armature_data = bpy.data.armatures.new(f"{name}_rig")
         created.append(armature_data)
@@ -189,7 +109,7 @@ def _create(context, head, rig, animation, frames, bake, keep_live):
         armature[RIG_PROPERTY] = 1
         _add_bones(context, armature, rig)
         mesh_obj = _rigged_mesh(head, armature, rig, collection)
-        created[0:0] = [mesh_obj.data.shape_keys, mesh_obj.data, mesh_obj]
+        created[0:0] = [mesh_obj.data, mesh_obj]
         _add_drivers(mesh_obj, armature)
         if bake == "CURRENT":
             _set_channels(armature, mesh_obj, animation)
@@ -198,6 +118,8 @@ def _create(context, head, rig, animation, frames, bake, keep_live):
             _copy_transform_curves(head, armature)
     except BaseException:
         _remove(created)
+        for action in [a for a in bpy.data.actions if a.as_pointer() not in actions_before]:
+            bpy.data.actions.remove(action)
         raise
     if not keep_live:
         old_mesh = head.data
@@ -216,20 +138,15 @@ def _create(context, head, rig, animation, frames, bake, keep_live):
 
 
 def _remove(created: list) -> None:
-    for block in created:
-        if block is None:
-            continue
-        try:
-            if isinstance(block, bpy.types.Object):
-                bpy.data.objects.remove(block)
-            elif isinstance(block, bpy.types.Armature):
-                bpy.data.armatures.remove(block)
-            elif isinstance(block, bpy.types.Mesh):
-                bpy.data.meshes.remove(block)
-            elif isinstance(block, bpy.types.Key) and block.users == 0:
-                bpy.data.shape_keys.remove(block)
-        except ReferenceError:
-            pass
+    """Undo a half-made rig: objects, then their data (a mesh takes its shape keys along)."""
+    for kind, collection in (
+        (bpy.types.Object, bpy.data.objects), (bpy.types.Mesh, bpy.data.meshes),
+        (bpy.types.Armature, bpy.data.armatures),
+    ):
+        for block in created:
+            if isinstance(block, kind):
+                with suppress(ReferenceError):
+                    collection.remove(block)
 
 
 def _add_bones(context, armature, rig) -> None:
@@ -268,11 +185,12 @@ def _add_bones(context, armature, rig) -> None:
 
 
 def _rigged_mesh(head, armature, rig, collection):
-    mesh = head.data.copy()
+    # The head's mesh without its shape keys (UVs, materials, mask weights kept); the object
+    # copy keeps the head's vertex group names, materials and settings.
+    mesh = bpy.data.meshes.new_from_object(head, preserve_all_data_layers=True)
     obj = head.copy()
     obj.data = mesh
     obj.animation_data_clear()
-    obj.shape_key_clear()
     if hasattr(obj, "flame"):
         obj.flame.is_head = False  # a plain mesh now: the extension leaves it alone
     obj[RIG_PROPERTY] = 1
@@ -417,7 +335,7 @@ def _keyframe_channels(armature, mesh_obj, animation, frames: np.ndarray, name: 
     linear = _enum_value("LINEAR")
     for id_data, path, index, group, values in _channel_table(armature, mesh_obj, animation):
         action = actions[id_data.as_pointer()]
-        curve = _new_fcurve(id_data, action, path, index, group)
+        curve = new_fcurve(id_data, action, path, index, group)
         co[1::2] = values
         points = curve.keyframe_points
         points.add(count)
@@ -433,7 +351,7 @@ def _copy_transform_curves(head, armature) -> None:
     for source in curves:
         if source.data_path.startswith("flame."):
             continue
-        target = _new_fcurve(armature, action, source.data_path, source.array_index, "Object Transforms")
+        target = new_fcurve(armature, action, source.data_path, source.array_index, "Object Transforms")
         count = len(source.keyframe_points)
         target.keyframe_points.add(count)
         for attribute, width, dtype in (
@@ -458,12 +376,6 @@ def _enum_value(name: str) -> int:
     return _ENUM_CACHE[name]
 
 
-def _new_fcurve(id_data, action, path: str, index: int, group: str):
-    if hasattr(action, "fcurve_ensure_for_datablock"):  # Blender 4.4+: layered actions
-        return action.fcurve_ensure_for_datablock(id_data, path, index=index, group_name=group)
-    return action.fcurves.new(path, index=index, action_group=group)
-
-
 def rig_objects(obj) -> tuple[bpy.types.Object, bpy.types.Object] | None:
     """(armature, rigged mesh) for either object of a rig made by :func:`make_rig`, else None."""
     if obj is None or RIG_PROPERTY not in obj:
@@ -484,37 +396,3 @@ def rig_frame_range(armature) -> tuple[int, int]:
     start, end = animation.action.frame_range
     return int(math.floor(start)), int(math.ceil(end))
 
-
-def animate_head(head, sequence, first_frame: int = 1) -> None:
-    """Key a live head with one parameter set a frame (``FlameParameters`` list), from
-    ``first_frame``; the scene's frame range is left alone. Used by ``scripts/export_head.py``."""
-    count = len(sequence)
-    if count == 0:
-        raise FlameParameterError("the sequence is empty; expected at least one parameter set")
-    n_shape, n_expression = head.flame.n_shape, head.flame.n_expression
-    resized = [params.resized(n_shape, n_expression) for params in sequence]
-    head_module.set_parameters(head, sequence[0])  # checks ranges and counts
-    for params in sequence[1:]:
-        for group, values in (("shape", params.shape), ("expression", params.expression)):
-            if np.any(np.abs(values) > head_module.COEFFICIENT_LIMIT):
-                raise FlameParameterError(f"{group} coefficients must lie within ±{head_module.COEFFICIENT_LIMIT:g}")
-    columns = _columns(n_shape, n_expression)
-    table = np.array(
-        [np.concatenate([p.shape, p.expression, *(getattr(p, n) for n in head_module.POSE_NAMES)]) for p in resized]
-    )
-    frames = np.arange(first_frame, first_frame + count, dtype=np.float32)
-    key = head.data.shape_keys
-    for id_data in (head, key):
-        if id_data.animation_data is None or id_data.animation_data.action is None:
-            id_data.animation_data_create().action = bpy.data.actions.new(f"{head.name}_{'pose' if id_data is head else 'keys'}")
-    co = np.empty(2 * count, dtype=np.float32)
-    co[0::2] = frames
-    for (path, index), column in columns.items():
-        id_data = key if path.startswith("key_blocks") else head
-        curve = _new_fcurve(id_data, id_data.animation_data.action, path, index, "FLAME")
-        curve.keyframe_points.clear()
-        co[1::2] = table[:, column]
-        curve.keyframe_points.add(count)
-        curve.keyframe_points.foreach_set("co", co)
-        curve.update()
-    head_module.forget_caches()

@@ -158,3 +158,25 @@ def test_failure_half_way_leaves_nothing(small_head, monkeypatch):
         rig_module.make_rig(bpy.context, obj)
     assert snapshot() == before
     assert obj.name in bpy.data.objects and rig_module.head_module.is_head(obj)
+
+
+def test_driven_head_baked_through_the_depsgraph(small_head, evaluated_vertices):
+    """A driver on a coefficient (not plain F-curves): values are read frame by frame."""
+    obj = small_head
+    scene = bpy.context.scene
+    scene.frame_start, scene.frame_end = 1, 3
+    curve = obj.data.shape_keys.key_blocks["expr_002"].driver_add("value")
+    curve.driver.type = "SCRIPTED"
+    curve.driver.expression = "frame * 0.5 - 1"  # a simple expression: no Python needed
+    obj.flame.neck_pose = (0.1, 0.3, 0.0)
+    _select_only(obj)
+    live = {}
+    for frame in (1, 2, 3):
+        scene.frame_set(frame)
+        live[frame] = evaluated_vertices(obj)
+    armature, mesh = rig_module.make_rig(bpy.context, obj, keep_live=True)
+    curve.mute = True  # the live head stays as it was; the rig has its own keys
+    for frame in (1, 2, 3):
+        scene.frame_set(frame)
+        assert np.abs(evaluated_vertices(mesh) - live[frame]).max() < 1e-5, frame
+    assert np.abs(live[1] - live[3]).max() > 1e-4

@@ -44,7 +44,7 @@ def head_frames(head, scene, bake: str = "FRAME_RANGE") -> HeadFrames:
     values = np.tile(current, (frames.size, 1))
     object_curves = head_module._fcurves(head)
     key_curves = head_module._fcurves(head.data.shape_keys)
-    if object_curves is None or key_curves is None:
+    if object_curves is None or key_curves is None or _driven(head) or _driven(head.data.shape_keys):
         values = _values_by_frame_set(head, scene, frames)
     else:
         columns = _columns(n_shape, n_expression)
@@ -59,6 +59,12 @@ def head_frames(head, scene, bake: str = "FRAME_RANGE") -> HeadFrames:
             values[:, column] = np.float32(sampled)  # Blender's properties are float32
     count = n_shape + n_expression
     return HeadFrames(frames, values[:, :n_shape], values[:, n_shape:count], values[:, count:])
+
+
+def _driven(id_data) -> bool:
+    """Drivers or NLA strips: values the F-curves alone do not give."""
+    animation = id_data.animation_data
+    return animation is not None and (len(animation.drivers) > 0 or len(animation.nla_tracks) > 0)
 
 
 def _columns(n_shape: int, n_expression: int) -> dict[tuple[str, int], int]:

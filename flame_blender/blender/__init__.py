@@ -28,6 +28,7 @@ SUBMODULES: tuple[str, ...] = (
     "landmark_operators",
     "sequence_operators",
     "fitting",
+    "rig_operators",
 )
 
 

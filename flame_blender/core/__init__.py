@@ -68,6 +68,10 @@ _EXPORTS = {
     "absolute_path": "io.flame_folder",
     "find_head_uvs": "io.flame_folder",
     "albedo_problem": "io.flame_folder",
+    # the native rig (armature + shape keys) maths
+    "RigModel": "rig",
+    "build_rig_model": "rig",
+    "rig_animation": "rig",
     # parameter sets
     "FlameParameters": "model.parameters",
     "load_parameters": "model.parameters",

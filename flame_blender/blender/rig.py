@@ -108,8 +108,7 @@ def _create(context, head, rig, animation, frames, bake, keep_live):
         armature.matrix_basis = head.matrix_basis.copy()
         armature[RIG_PROPERTY] = 1
         _add_bones(context, armature, rig)
-        mesh_obj = _rigged_mesh(head, armature, rig, collection)
-        created[0:0] = [mesh_obj.data, mesh_obj]
+        mesh_obj = _rigged_mesh(head, armature, rig, collection, created)
         _add_drivers(mesh_obj, armature)
         if bake == "CURRENT":
             _set_channels(armature, mesh_obj, animation)
@@ -184,11 +183,13 @@ def _add_bones(context, armature, rig) -> None:
         pose_bone.rotation_mode = "QUATERNION"
 
 
-def _rigged_mesh(head, armature, rig, collection):
+def _rigged_mesh(head, armature, rig, collection, created: list):
     # The head's mesh without its shape keys (UVs, materials, mask weights kept); the object
     # copy keeps the head's vertex group names, materials and settings.
     mesh = bpy.data.meshes.new_from_object(head, preserve_all_data_layers=True)
+    created.append(mesh)
     obj = head.copy()
+    created.append(obj)
     obj.data = mesh
     obj.animation_data_clear()
     if hasattr(obj, "flame"):

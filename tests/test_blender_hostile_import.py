@@ -64,7 +64,9 @@ def test_hostile_file_beside_a_good_model(blender_scene, flame_dir: Path, tmp_pa
         (tmp_path / "FLAME_texture.npz").write_bytes(data)
         expected = "FLAME_texture.npz"
     else:
-        (tmp_path / "head_template_mesh.obj").write_text("v 0 0 0\nf 1 2 " + "9" * 5000 + "\n")
+        # with a UV line, so the import reads it for its UVs (a UV-less OBJ is skipped by design)
+        obj = "v 0 0 0\nvt 0 0\nf 1/1 2/1 " + "9" * 5000 + "/1\n"
+        (tmp_path / "head_template_mesh.obj").write_text(obj)
         expected = "head_template_mesh.obj"
     assert expected in _import_fails(tmp_path)
 

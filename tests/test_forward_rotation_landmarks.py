@@ -77,7 +77,7 @@ def test_contour_bin_uses_global_then_neck_rotation() -> None:
     assert lm.contour_bin(yaw_rotation(-25.0)) == 39 + 25
     torch_contour_bin = __import__("flame_blender.core.flame_torch", fromlist=["contour_bin"]).contour_bin
     rotations = torch.from_numpy(np.stack([yaw_rotation(d) for d in (-25.0, 0.0, 20.0, 50.0)]))
-    assert torch_contour_bin(rotations, -1.0).tolist() == [25, 0, 59, 78]
+    assert torch_contour_bin(rotations, "smplx").tolist() == [25, 0, 59, 78]
     assert torch_contour_bin(rotations).tolist() == [64, 0, 20, 39]
 
 

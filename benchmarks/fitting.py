@@ -62,8 +62,9 @@ def main() -> int:
         face = model.masks["face"]
         cases = {}
 
-        def record(name, goal, error, seconds, cases=cases):
+        def record(name, goal, error, seconds, cases=cases, backend=backend):
             cases.setdefault((name, goal), []).append((error, seconds))
+            print(f"  {backend}: {name}: {error:.3f} mm, {seconds:.2f} s", file=sys.stderr, flush=True)
 
         for head in range(args.heads):
             rng, target, landmarks = case_targets(head)

@@ -71,6 +71,6 @@ def fit_registered(
         model.n_shape, model.n_expression, [term], free_mask(model.n_shape, model.n_expression, fit, fit_scale),
         shape_prior=w["shape_prior"], expression_prior=w["expression_prior"], pose_prior=w["pose_prior"],
     )
-    steps = iterations if model.backend == "numpy" else iterations * 4
+    steps = iterations if model.backend == "numpy" else iterations * 8
     theta = run_stage(model, problem, theta, steps, clock, "fit")
     return finish(model, problem, theta, unit_scale, unit_name, clock)

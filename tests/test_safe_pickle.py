@@ -279,6 +279,32 @@ def test_real_python3_pickles_of_arrays_load(protocol: int) -> None:
     assert loaded["ordered"] == OrderedDict(a=1) and loaded["bytes"] == b"\x00\xff"
 
 
+@pytest.mark.parametrize("protocol", [1, 2, 3, 4, 5])
+def test_long_byte_strings_load_bit_for_bit(protocol: int) -> None:
+    """Long byte strings reach the arrays as views of the file (no unpickler copy): inside and
+    outside protocol-4 frames (the pickler frames a 5 KB string, not a 200 KB one), shared by
+    memo references, and as plain bytes values."""
+    rng = np.random.default_rng(protocol)
+    small = rng.standard_normal(700)  # 5.6 KB: inside a frame at protocol >= 4
+    large = rng.standard_normal((250, 100)).astype(">f8")  # 200 KB: outside
+    payload = bytes(rng.integers(0, 256, 9000, dtype=np.uint8))
+    content = {"small": small, "large": large, "again": large, "payload": payload,
+               "f": np.asfortranarray(rng.integers(0, 9, (60, 70)).astype(np.int32))}
+    loaded = load_pickle_bytes(pickle.dumps(content, protocol=protocol))
+    for key in ("small", "large", "again", "f"):
+        assert loaded[key].tobytes(order="A") == content[key].tobytes(order="A"), key
+        assert loaded[key].dtype == content[key].dtype and loaded[key].flags.writeable
+    assert loaded["f"].flags.f_contiguous
+    assert type(loaded["payload"]) is bytes and loaded["payload"] == payload
+
+
+def test_python2_long_strings_decode_as_latin1_text() -> None:
+    """A long Python 2 str that is not array data still becomes latin1 text."""
+    text = bytes(range(256)) * 20
+    data = b"\x80\x02}q\x00U\x04noteq\x01T" + len(text).to_bytes(4, "little") + text + b"s."
+    assert load_pickle_bytes(data) == {"note": text.decode("latin1")}
+
+
 @pytest.mark.parametrize("module", ["numpy.core.multiarray", "numpy._core.multiarray"])
 def test_numpy_1_and_2_reconstruct_names(module: str) -> None:
     array = np.arange(6, dtype=np.int64).reshape(2, 3)

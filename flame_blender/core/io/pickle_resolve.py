@@ -95,6 +95,8 @@ class _Resolver:
         self.active: set[int] = set()
 
     def __call__(self, value: Any, depth: int = 0) -> Any:
+        if isinstance(value, memoryview):  # a long byte string left in place (safe_pickle)
+            value = value.tobytes()
         if isinstance(value, bytes) and self.python2_text:
             return value.decode("latin1")
         if value is None or isinstance(value, (bool, int, float, complex, str, bytes)):

@@ -17,6 +17,10 @@ MAX_OPCODES = 100_000  # FLAME's pickles need a few thousand (the dynamic embedd
 MAX_DEPTH = 100  # FLAME's pickles nest about 10 deep
 MAX_LONG_BYTES = 64  # FLAME's integers fit in 8 bytes; huge ones only cost time
 MAX_TEXT_LINE = 1 << 26  # protocol-0 text arguments (a masks file's arrays are ~100 KB)
+# Byte strings at least this long are reported to the caller as "blobs" (offset and length) so
+# the unpickler can be handed a view instead of copying them twice (see safe_pickle).
+BLOB_MIN_BYTES = 4096
+_BLOB_OPCODES = {"BINSTRING", "BINBYTES", "BINBYTES8"}
 
 _LENGTH_PREFIX = {  # arguments stored as <length><bytes>: how the length is written
     pickletools.TAKEN_FROM_ARGUMENT1: ("<B", 1),
@@ -68,9 +72,18 @@ def _opcode_table() -> dict[int, tuple]:
 _TABLE = _opcode_table()
 
 
-def scan_pickle(data: bytes, start: int = 0, persistent_ids: bool = False) -> tuple[int, bool]:
+def scan_pickle(
+    data: bytes,
+    start: int = 0,
+    persistent_ids: bool = False,
+    blobs: list[tuple[int, int, int]] | None = None,
+) -> tuple[int, bool]:
     """Check the pickle that starts at ``start`` in ``data``; return the offset after its STOP
     and whether it holds Python 2 ``str`` opcodes (STRING, BINSTRING, SHORT_BINSTRING).
+
+    ``blobs``: when given, receives ``(opcode offset, data offset, length)`` of every
+    BINSTRING / BINBYTES / BINBYTES8 of at least :data:`BLOB_MIN_BYTES` outside a protocol-4
+    frame (replacing one inside a frame would change the frame's length).
 
     Raises :class:`PickleScanError` for an unknown or truncated opcode, a memo index above the
     number of memo writes, nesting deeper than :data:`MAX_DEPTH`, more than
@@ -89,6 +102,7 @@ def scan_pickle(data: bytes, start: int = 0, persistent_ids: bool = False) -> tu
     puts = 0
     max_index = -1
     python2_strings = False
+    frame_end = -1
     for _count in range(MAX_OPCODES):
         if position >= size:
             raise PickleScanError("the pickle ends before its STOP opcode (truncated?)")
@@ -96,6 +110,7 @@ def scan_pickle(data: bytes, start: int = 0, persistent_ids: bool = False) -> tu
         if entry is None:
             raise PickleScanError(f"unknown opcode {data[position:position + 1]!r} at byte {position}")
         name, kind, width, below, marked, pushes, arg = entry
+        opcode_at = position
         position += 1
         index = None
         if kind == "fixed":
@@ -103,6 +118,8 @@ def scan_pickle(data: bytes, start: int = 0, persistent_ids: bool = False) -> tu
                 raise PickleScanError(f"{name} at the end of the data: truncated pickle")
             if name in _MEMO_INDEX:
                 (index,) = struct.unpack_from(_MEMO_INDEX[name], data, position)
+            elif name == "FRAME":
+                frame_end = position + width + struct.unpack_from("<Q", data, position)[0]
             position += width
         elif kind == "counted":
             fmt, width = _LENGTH_PREFIX[arg.n]
@@ -117,6 +134,9 @@ def scan_pickle(data: bytes, start: int = 0, persistent_ids: bool = False) -> tu
             python2_strings = python2_strings or name in _PY2_STRINGS
             if name in ("LONG1", "LONG4") and length > MAX_LONG_BYTES:
                 raise PickleScanError(f"{name} integer of {length} bytes; FLAME files use <= 8")
+            if (blobs is not None and length >= BLOB_MIN_BYTES and name in _BLOB_OPCODES
+                    and opcode_at >= frame_end):  # fmt: skip
+                blobs.append((opcode_at, position, length))
             position += length
         elif kind in ("line", "lines2"):
             # Text arguments (protocol 0) are parsed by the unpickler itself; only memo

@@ -7,6 +7,7 @@ from flame_blender.core import (
     landmark_io,
     model_io,
     numpy_files,
+    parameters,
     ply_io,
     safe_pickle,
     texture_io,
@@ -26,4 +27,6 @@ READERS = {
     "texture": texture_io.load_texture_model,
     "obj": texture_io.load_template_mesh,
     "ply": ply_io.load_ply_mesh,
+    "parameters": parameters.load_parameters,
+    "parameter sequence": parameters.load_parameter_sequence,
 }

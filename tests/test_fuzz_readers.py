@@ -46,7 +46,11 @@ def _small_files(flame_dir: Path, out: Path) -> dict[str, tuple[str, Path]]:
     from test_other_tools_files import trimesh_ply
 
     (out / "template.ply").write_bytes(trimesh_ply(model["v_template"], faces, binary=True))
+    # a parameter sequence the way a user's script saves one (np.savez, leading sample axis)
+    np.savez(out / "sequence.npz", shape=rng.standard_normal((3, 10)),
+             jaw_pose=rng.standard_normal((3, 3)), eye_pose=np.zeros((3, 6)))  # fmt: skip
     return {
+        "parameter_sequence": ("parameter sequence", out / "sequence.npz"),
         "model": ("model", out / "generic_model.pkl"),
         "masks": ("masks", out / "FLAME_masks.pkl"),
         "static": ("static", out / "flame_static_embedding_68.pkl"),
@@ -62,7 +66,7 @@ def _small_files(flame_dir: Path, out: Path) -> dict[str, tuple[str, Path]]:
 
 
 CASES = ["model", "masks", "static", "dynamic", "deca", "mediapipe", "flame_texture", "albedomm",
-         "bfm_albedo", "template_obj", "template_ply"]  # fmt: skip
+         "bfm_albedo", "template_obj", "template_ply", "parameter_sequence"]  # fmt: skip
 
 
 @pytest.fixture(scope="module")

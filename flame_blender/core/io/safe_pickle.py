@@ -116,7 +116,7 @@ def _without_blobs(
     array copy is the only one. The file cannot forge these ids: the scan refused any
     persistent id of its own (this is only used when the pickle may not have them), and the
     stack effect (one value pushed) is the same as the string's."""
-    view = memoryview(data)
+    view = memoryview(data).toreadonly()  # hashable and immutable, even over a bytearray
     pieces: list[Any] = []
     last = start
     for number, (opcode_at, data_at, length) in enumerate(blobs):

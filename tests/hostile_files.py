@@ -290,6 +290,68 @@ def build_twice_on_one_record(_: Path) -> tuple[str, str, bytes]:
     return "pickle", "x.pkl", data[:-2] + b"h\x03" + state + b"b0s."  # BUILD again via memo
 
 
+# --- parameter files (the panel's Load button, the batch renderer's --params) ------------------
+# Written the way a user's script writes them (np.savez, json.dumps), then made hostile.
+
+
+def _params_npz(**arrays: np.ndarray) -> bytes:
+    stream = io.BytesIO()
+    np.savez(stream, **arrays)
+    return stream.getvalue()
+
+
+def parameters_npz_pickled_member(_: Path) -> tuple[str, str, bytes]:
+    """A member that is an object array whose pickle runs ``os.system`` when unpickled."""
+    body = dumps(Call(Global("os", "system"), "touch pwned"), py2=False)
+    member = _npy("{'descr': '|O', 'fortran_order': False, 'shape': (), }", body)
+    return "parameters", "head.npz", _zip({"shape.npy": member})
+
+
+def parameters_npz_promises_terabytes(_: Path) -> tuple[str, str, bytes]:
+    header = "{'descr': '<f8', 'fortran_order': False, 'shape': (1000000000000,), }"
+    return "parameters", "head.npz", _zip({"jaw_pose.npy": _npy(header, b"\0" * 24)})
+
+
+def parameters_npz_zip_bomb(flame_dir: Path) -> tuple[str, str, bytes]:
+    _, _, data = zip_bomb(flame_dir)
+    return "parameter sequence", "sequence.npz", data.replace(b"tex_dir.npy", b"shape01.npy")
+
+
+def parameters_npz_corrupt_header(_: Path) -> tuple[str, str, bytes]:
+    member = _npy("{'descr': '<f8\\x00(', 'fortran_order': False, 'shape': (3,), }", b"\0" * 24)
+    return "parameters", "head.npz", _zip({"jaw_pose.npy": member})
+
+
+def parameter_sequence_of_empty_samples(_: Path) -> tuple[str, str, bytes]:
+    """A billion samples of no values: zero bytes of data, a billion parameter sets to make."""
+    return "parameter sequence", "sequence.npz", _params_npz(shape=np.zeros((10**9, 0)))
+
+
+def parameter_sequence_json_of_many_sets(_: Path) -> tuple[str, str, bytes]:
+    return "parameter sequence", "sequence.json", b"[" + b"{}," * 20_000 + b"{}]"
+
+
+def parameters_json_deep_nesting(_: Path) -> tuple[str, str, bytes]:
+    return "parameters", "head.json", b'{"shape": ' + b"[" * 200_000 + b"]" * 200_000 + b"}"
+
+
+def parameters_json_huge_integer(_: Path) -> tuple[str, str, bytes]:
+    return "parameters", "head.json", b'{"shape": [' + b"9" * 50_000 + b"]}"
+
+
+def parameter_sequence_jsonl_deep_nesting(_: Path) -> tuple[str, str, bytes]:
+    line = b'{"jaw_pose": ' + b"[" * 200_000 + b"]" * 200_000 + b"}"
+    return "parameter sequence", "sequence.jsonl", b'{"jaw_pose": [0, 0, 0]}\n' + line + b"\n"
+
+
+PARAMETER_FILES = (
+    parameters_npz_pickled_member, parameters_npz_promises_terabytes, parameters_npz_zip_bomb,
+    parameters_npz_corrupt_header, parameter_sequence_of_empty_samples,
+    parameter_sequence_json_of_many_sets, parameters_json_deep_nesting,
+    parameters_json_huge_integer, parameter_sequence_jsonl_deep_nesting,
+)
+
+
 HOSTILE: dict[str, dict[str, Callable[[Path], tuple[str, str, bytes]]]] = {
     "memory corruption": {
         f.__name__: f for f in (
@@ -321,3 +383,4 @@ HOSTILE: dict[str, dict[str, Callable[[Path], tuple[str, str, bytes]]]] = {
         )
     },
 }  # fmt: skip
+HOSTILE["parameter files"] = {f.__name__: f for f in PARAMETER_FILES}

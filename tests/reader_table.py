@@ -7,6 +7,7 @@ from flame_blender.core import (
     landmark_io,
     model_io,
     numpy_files,
+    parameters,
     ply_io,
     safe_pickle,
     texture_io,
@@ -30,4 +31,6 @@ READERS = {
     "ply": ply_io.load_ply_mesh,
     "torch": torch_zip.load_torch_zip,
     "sequence": load_sequence,
+    "parameters": parameters.load_parameters,
+    "parameter sequence": parameters.load_parameter_sequence,
 }

@@ -46,9 +46,13 @@ def _small_files(flame_dir: Path, out: Path) -> dict[str, tuple[str, Path]]:
     from test_other_tools_files import trimesh_ply
 
     (out / "template.ply").write_bytes(trimesh_ply(model["v_template"], faces, binary=True))
+    # a parameter sequence the way a user's script saves one (np.savez, leading sample axis)
+    np.savez(out / "sequence.npz", shape=rng.standard_normal((3, 10)),
+             jaw_pose=rng.standard_normal((3, 3)), eye_pose=np.zeros((3, 6)))  # fmt: skip
     sequences = _sequence_files(out)
     return {
         **sequences,
+        "parameter_sequence": ("parameter sequence", out / "sequence.npz"),
         "model": ("model", out / "generic_model.pkl"),
         "masks": ("masks", out / "FLAME_masks.pkl"),
         "static": ("static", out / "flame_static_embedding_68.pkl"),
@@ -92,7 +96,7 @@ MEMBER_CASES = {"torch_codes_pickle": ("torch_codes", "data.pkl"),
                 "metrical_frame_pickle": ("metrical_frame", "data.pkl")}  # fmt: skip
 CASES = ["torch_codes", "sequence_codes_pt", "metrical_frame", "vhap_npz", *MEMBER_CASES,
          "model", "masks", "static", "dynamic", "deca", "mediapipe", "flame_texture", "albedomm",
-         "bfm_albedo", "template_obj", "template_ply"]  # fmt: skip
+         "bfm_albedo", "template_obj", "template_ply", "parameter_sequence"]  # fmt: skip
 
 
 @pytest.fixture(scope="module")

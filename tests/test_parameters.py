@@ -74,7 +74,7 @@ def test_sequence_from_jsonl_and_npz_agree(tmp_path):
         ("text.json", '{"shape": ["a"]}', "shape: expected a list of numbers"),
         ("list.json", "[1, 2]", "expected an object"),
         ("head.txt", "{}", "expected .json or .npz"),
-        ("junk.npz", "not a zip", "not a readable .npz"),
+        ("junk.npz", "not a zip", "is not an .npz archive"),
     ],
 )
 def test_bad_files_name_the_file_and_the_problem(tmp_path, name, content, message):

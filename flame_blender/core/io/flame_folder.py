@@ -51,8 +51,11 @@ def extras_folder(model_path: str | Path) -> Path:
 
 def obj_has_uvs(path: str | Path) -> bool:
     """Whether the OBJ file has any ``vt`` line (without parsing the rest)."""
-    with open(path, "rb") as handle:
-        return any(line.lstrip().startswith(b"vt ") for line in handle)
+    try:
+        with open(path, "rb") as handle:
+            return any(line.lstrip().startswith(b"vt ") for line in handle)
+    except (OSError, MemoryError) as error:  # unreadable, or one endless "line" of binary data
+        raise FlameFileError(path, f"cannot be read ({type(error).__name__}: {error})") from None
 
 
 @dataclass

@@ -29,6 +29,8 @@ def read_json_lines(path: str | Path, what: str) -> list[tuple[int, Any]]:
             continue
         try:
             records.append((number, json.loads(line)))
-        except json.JSONDecodeError as error:
-            raise FlameFileError(path, f"line {number} is not valid JSON ({error})") from None
+        except (ValueError, RecursionError) as error:  # also huge integers, deep nesting
+            raise FlameFileError(
+                path, f"line {number} is not valid JSON ({type(error).__name__}: {error!s:.200})"
+            ) from None
     return records

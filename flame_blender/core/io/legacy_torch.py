@@ -77,7 +77,7 @@ def load_storage_from_bytes(data: Any, path: str | Path | None = None) -> np.nda
 
     if isinstance(data, str):  # a Python 2 str read with latin1
         data = data.encode("latin1")
-    if not isinstance(data, (bytes, bytearray)):
+    if not isinstance(data, (bytes, bytearray, memoryview)):
         raise pickle.UnpicklingError(f"torch storage bytes are a {type(data).__name__}, expected bytes")
     data = bytes(data)
     if data[:2] == b"PK":

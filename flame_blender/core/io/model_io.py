@@ -134,6 +134,11 @@ def all_finite(array: np.ndarray, chunk: int = 1 << 22) -> bool:
     if array.dtype.kind not in "fc":
         return True
     flat = array.reshape(-1) if array.flags.c_contiguous else array.ravel(order="K")
+    # Fast path: a sum is finite only if every term is (IEEE: inf and NaN never turn finite
+    # again), and it makes no temporary. A finite array may still overflow the sum; then the
+    # exact element-wise check below decides.
+    if array.dtype.kind == "f" and np.isfinite(np.add.reduce(flat, dtype=array.dtype)):
+        return True
     return all(np.isfinite(flat[i : i + chunk]).all() for i in range(0, flat.size, chunk))
 
 

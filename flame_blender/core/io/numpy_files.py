@@ -19,6 +19,7 @@ from __future__ import annotations
 import re
 import struct
 import zipfile
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -247,6 +248,41 @@ def _read_member(
     return array
 
 
+_LOCAL_HEADER = struct.Struct("<4s22xHH")  # signature, ..., file name length, extra length
+
+
+def _read_stored_member(
+    handle: Any, info: zipfile.ZipInfo, size: int, allow_text: bool = False
+) -> np.ndarray:
+    """A stored (uncompressed) member read straight from the archive file into its array:
+    one copy, where the zip reader would copy every chunk twice. The same checks as the zip
+    reader: local header signature and name, bounds, and the CRC-32 of the member."""
+    handle.seek(info.header_offset)
+    local = handle.read(_LOCAL_HEADER.size)
+    if len(local) != _LOCAL_HEADER.size:
+        raise ArrayFormatError("member's local header is truncated")
+    signature, name_length, extra_length = _LOCAL_HEADER.unpack(local)
+    if signature != b"PK\x03\x04":
+        raise zipfile.BadZipFile("bad magic number for a member's local header")
+    encoding = "utf-8" if info.flag_bits & 0x800 else "cp437"
+    if handle.read(name_length) != info.orig_filename.encode(encoding):
+        raise zipfile.BadZipFile("member's local and central file names differ")
+    start = info.header_offset + _LOCAL_HEADER.size + name_length + extra_length
+    if start + info.file_size > size:
+        raise ArrayFormatError("member runs past the end of the archive (truncated?)")
+    handle.seek(start)
+    head = handle.read(min(info.file_size, 12 + MAX_HEADER_BYTES))
+    descr, fortran_order, shape, offset = _read_header(head)
+    dtype = _dtype(descr, allow_object=False, allow_text=allow_text)
+    array = empty_for(dtype, shape, fortran_order, info.file_size - offset)
+    handle.seek(start + offset)
+    flat = _bytes_of(array)
+    _read_into(handle, flat)
+    if zlib.crc32(flat, zlib.crc32(head[:offset])) != info.CRC:
+        raise zipfile.BadZipFile(f"bad CRC-32 for member {info.filename!r:.80}")
+    return array
+
+
 def load_npz(
     path: str | Path,
     required: tuple[str, ...] = (),
@@ -270,12 +306,15 @@ def load_npz(
     try:
         size = path.stat().st_size
         _check_member_count(path)
-        with zipfile.ZipFile(path) as archive:
+        with zipfile.ZipFile(path) as archive, path.open("rb") as handle:
             for info in _check_archive(path, archive, size):
                 key = info.filename[:-4] if info.filename.endswith(".npy") else info.filename
                 if only is not None and key not in only:
                     continue
-                arrays[key] = _read_member(archive, info, allow_text)
+                if info.compress_type == zipfile.ZIP_STORED:
+                    arrays[key] = _read_stored_member(handle, info, size, allow_text)
+                else:
+                    arrays[key] = _read_member(archive, info, allow_text)
             key = None
     except FlameFileError:
         raise

@@ -99,8 +99,25 @@ class _Resolver:
         self.done: dict[int, Any] = {}
         self.keep: list[Any] = []  # keeps ids in `done` from being reused while resolving
         self.active: set[int] = set()
+        # Python 2 pickles repeat the same dtype description for every array: check each
+        # distinct description once (keyed by its arguments and state, when hashable).
+        self.dtypes: dict[Any, np.dtype | str] = {}
+
+    def _dtype(self, record: Any) -> np.dtype | str:
+        if not isinstance(record, records.DtypeRecord):
+            return _dtype_of(record)
+        key = (record.args, record.state)
+        try:
+            return self.dtypes[key]
+        except KeyError:
+            self.dtypes[key] = result = _dtype_of(record)
+            return result
+        except TypeError:  # an unhashable state: _dtype_of refuses it
+            return _dtype_of(record)
 
     def __call__(self, value: Any, depth: int = 0) -> Any:
+        if isinstance(value, memoryview):  # a long byte string left in place (safe_pickle)
+            value = value.tobytes()
         if isinstance(value, bytes) and self.python2_text:
             return value.decode("latin1")
         if value is None or isinstance(value, (bool, int, float, complex, str, bytes)):
@@ -143,19 +160,19 @@ class _Resolver:
             if len(value.args) != 4 or value.args[3] not in ("C", "F"):
                 raise ArrayFormatError("_frombuffer needs (data, dtype, shape, 'C' or 'F')")
             data, dtype, shape, order = value.args
-            dtype = _dtype_of(dtype)
+            dtype = self._dtype(dtype)
             if isinstance(dtype, str):
                 raise ArrayFormatError("_frombuffer of an object dtype is refused")
             return array_from_bytes(data, dtype, shape, order == "F")
         if isinstance(value, records.ScalarRecord):
             if len(value.args) != 2:
                 raise ArrayFormatError("numpy scalar needs (dtype, data)")
-            dtype = _dtype_of(value.args[0])
+            dtype = self._dtype(value.args[0])
             if isinstance(dtype, str):
                 raise ArrayFormatError("numpy scalar of an object dtype is refused")
             return array_from_bytes(value.args[1], dtype, ())[()]
         if isinstance(value, records.DtypeRecord):
-            dtype = _dtype_of(value)
+            dtype = self._dtype(value)
             if isinstance(dtype, str):
                 raise ArrayFormatError("a bare object dtype is refused")
             return dtype
@@ -203,7 +220,7 @@ class _Resolver:
             raise ArrayFormatError("numpy array state is not (shape, dtype, fortran, data)")
         shape, dtype, fortran, data = state
         shape = checked_shape(shape)
-        dtype = _dtype_of(dtype)
+        dtype = self._dtype(dtype)
         if not isinstance(fortran, (bool, int)):
             raise ArrayFormatError("numpy array state has no Fortran-order flag")
         if dtype != "object":

@@ -71,6 +71,10 @@ def text_dtype(code: Any) -> np.dtype:
 
 def checked_shape(shape: Any) -> tuple[int, ...]:
     """``shape`` as a tuple of non-negative Python ints (at most 32 of them)."""
+    if type(shape) is tuple and len(shape) <= MAX_DIMENSIONS and all(
+        type(n) is int and n >= 0 for n in shape
+    ):
+        return shape  # already checked (the common case: no copy, no loop below)
     if isinstance(shape, (int, np.integer)) and not isinstance(shape, bool):
         shape = (shape,)
     if not isinstance(shape, (tuple, list)) or len(shape) > MAX_DIMENSIONS:

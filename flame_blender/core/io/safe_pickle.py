@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import io
 import pickle
+import struct
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -90,11 +91,46 @@ def unpickle_records(
     Python 2 ``str`` values arrive as bytes (so array data is never decoded and re-encoded);
     the value is wrapped in :class:`Python2Text` to tell the resolver to decode the others
     with latin1, as ``pickle.load(..., encoding='latin1')`` would."""
-    end, python2_strings = scan_pickle(data, start, persistent_ids=persistent_load is not None)
-    stream = io.BytesIO(data)
-    stream.seek(start)
+    blobs: list[tuple[int, int, int]] | None = [] if persistent_load is None else None
+    end, python2_strings = scan_pickle(
+        data, start, persistent_ids=persistent_load is not None, blobs=blobs
+    )
+    if blobs:
+        stream, persistent_load = _without_blobs(data, start, end, blobs)
+    else:
+        stream = io.BytesIO(data)
+        stream.seek(start)
     value = RestrictedUnpickler(stream, path, extra_globals, persistent_load).load()
     return (Python2Text(value) if python2_strings else value), end
+
+
+def _without_blobs(
+    data: bytes, start: int, end: int, blobs: list[tuple[int, int, int]]
+) -> tuple[io.BytesIO, Callable[[Any], memoryview]]:
+    """The pickle ``data[start:end]`` with each long byte string replaced by a persistent id
+    (``BININT i; BINPERSID``), and the ``persistent_load`` that gives string ``i`` as a
+    read-only memoryview of ``data``.
+
+    Why: the C unpickler copies a Python 2 BINSTRING twice (into its read buffer, then into a
+    new bytes object); array data then gets copied once more into the array. With views, the
+    array copy is the only one. The file cannot forge these ids: the scan refused any
+    persistent id of its own (this is only used when the pickle may not have them), and the
+    stack effect (one value pushed) is the same as the string's."""
+    view = memoryview(data).toreadonly()  # hashable and immutable, even over a bytearray
+    pieces: list[Any] = []
+    last = start
+    for number, (opcode_at, data_at, length) in enumerate(blobs):
+        pieces.append(view[last:opcode_at])
+        pieces.append(b"J" + struct.pack("<i", number) + b"Q")
+        last = data_at + length
+    pieces.append(view[last:end])
+    views = [view[data_at : data_at + length] for _opcode_at, data_at, length in blobs]
+
+    def load(pid: Any) -> memoryview:
+        # Only the ints written above reach here (the scan refused the file's own ids).
+        return views[pid]
+
+    return io.BytesIO(b"".join(pieces)), load
 
 
 def describe_error(error: BaseException) -> str:

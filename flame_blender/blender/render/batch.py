@@ -93,6 +93,9 @@ DENOISE_PREFILTERS = ("FAST", "ACCURATE", "NONE")
 #: Images rendered ahead of the writer thread at most: bounds memory, and a kill loses at most
 #: these (their JSON is not written yet, so a rerun renders them again).
 WRITE_AHEAD = 2
+#: Seconds between rewrites of the shard's manifest while rendering (it is always rewritten at
+#: the end). Finished samples are known from their JSON files, so a kill loses nothing by it.
+MANIFEST_INTERVAL = 1.0
 CONVENTIONS = sample_record.CONVENTIONS  # (public name, kept where it always was)
 
 
@@ -132,6 +135,16 @@ class BatchSummary:
     @property
     def exit_status(self) -> int:
         return 1 if self.failed else 0
+
+
+@dataclass
+class SampleInputs:
+    """One sample's content, computed without Blender (on the inputs thread)."""
+
+    spec: SampleSpec
+    vertices: np.ndarray  # (5023, 3) core's forward pass, FLAME space
+    landmark_points: dict[str, np.ndarray]  # --landmarks name -> (L, 3) FLAME space
+    albedo: np.ndarray | None  # (H, W, 4) Blender image pixels; None without a texture model
 
 
 @dataclass
@@ -341,6 +354,7 @@ class BatchRenderer:
         self.log(self.device_choice.message)
         started = time.perf_counter()
         done = 0
+        manifest_written = started
 
         def finish(index: int, sample_started: float, error: BaseException | None) -> None:
             """Record one sample's outcome (main thread), in the manifest and the log."""
@@ -358,9 +372,12 @@ class BatchRenderer:
                 summary.failures.append((ids[index], message))
                 status = f"FAILED: {message}"
                 traceback.print_exception(type(error), error, error.__traceback__, file=sys.stderr)
-            write_manifest(manifest, records.values())
             done += 1
             now = time.perf_counter()
+            nonlocal manifest_written
+            if error is not None or done == len(todo) or now - manifest_written >= MANIFEST_INTERVAL:
+                write_manifest(manifest, records.values())
+                manifest_written = now
             rate = done / (now - started)
             eta = (len(todo) - done) / rate
             self.log(
@@ -373,17 +390,27 @@ class BatchRenderer:
             error = future.exception()  # waits for the writer to finish this sample
             finish(index, sample_started, error)
 
-        # One writer thread: the JSON of a sample is written after its other files, and samples
-        # finish in order. Cycles releases Python's lock while it renders, so the writer works
-        # during the next image's render.
+        # Three stages, one thread each: the inputs thread computes the next sample's content
+        # (forward pass, albedo) and the writer thread the previous samples' files, while the
+        # main thread drives Blender. Cycles releases Python's lock while it renders, so both
+        # work during the renders. One writer: a sample's JSON is written after its other
+        # files, and samples finish in order.
         pending: deque[tuple[int, float, Future]] = deque()
-        with self.timer, ThreadPoolExecutor(1, thread_name_prefix="flame-batch-writer") as writer:
-            for index in todo:
+        with (
+            self.timer,
+            ThreadPoolExecutor(1, thread_name_prefix="flame-batch-inputs") as reader,
+            ThreadPoolExecutor(1, thread_name_prefix="flame-batch-writer") as writer,
+        ):
+            upcoming = reader.submit(self.sample_inputs, todo[0])
+            for position, index in enumerate(todo):
+                inputs = upcoming
+                if position + 1 < len(todo):
+                    upcoming = reader.submit(self.sample_inputs, todo[position + 1])
                 while pending and (len(pending) >= WRITE_AHEAD or pending[0][2].done()):
                     collect(pending.popleft())
                 sample_started = time.perf_counter()
                 try:
-                    job = self.render_sample(index, ids[index], samples_dir)
+                    job = self.render_sample(index, ids[index], samples_dir, inputs.result())
                 except Exception as error:  # one bad sample must not stop the batch
                     finish(index, sample_started, error)
                     continue
@@ -453,17 +480,31 @@ class BatchRenderer:
                     self.phase_seconds.get(name, 0.0) + time.perf_counter() - started
                 )
 
-    def render_sample(self, index: int, name: str, samples_dir: Path) -> SampleJob:
-        """Blender's part of one sample (main thread): the head, the studio, the picture (saved)
-        and the ground-truth passes (a scratch EXR). Returns what :meth:`write_sample` needs."""
-        s = self.settings
-        scene = self.scene
-        with self._phase("parameters and forward pass"):
+    def sample_inputs(self, index: int) -> SampleInputs:
+        """Sample ``index``'s content without Blender (inputs thread): parameters, core's forward
+        pass with the landmarks, and the albedo image's pixels."""
+        with self._phase("inputs: forward pass and albedo (inputs thread)"):
             spec = self.spec(index)
             vertices, landmark_points = self.forward_landmarks(spec.parameters)
+            albedo = None
+            if self.texture_model is not None:
+                albedo = material.albedo_pixels(self.texture_model, spec.albedo)
+            return SampleInputs(spec, vertices, landmark_points, albedo)
+
+    def render_sample(
+        self, index: int, name: str, samples_dir: Path, inputs: SampleInputs | None = None
+    ) -> SampleJob:
+        """Blender's part of one sample (main thread): the head, the studio, the picture (saved)
+        and the ground-truth passes (a scratch EXR). ``inputs``: :meth:`sample_inputs` of
+        ``index``, computed here when not given. Returns what :meth:`write_sample` needs."""
+        s = self.settings
+        scene = self.scene
+        if inputs is None:
+            inputs = self.sample_inputs(index)
+        spec, vertices, landmark_points = inputs.spec, inputs.vertices, inputs.landmark_points
+        with self._phase("head, albedo and studio"):
             self._set_head_vertices(vertices)
-        with self._phase("albedo and studio"):
-            self._set_scene(spec, vertices)
+            self._set_scene(spec, vertices, inputs.albedo)
             camera = self.sample_camera()
         if not self._mesh_checked:  # once: nothing (modifier, shape key) changes what we wrote
             mesh_error = np.abs(studio.evaluated_vertices(self.head) - vertices).max()
@@ -534,11 +575,11 @@ class BatchRenderer:
             mesh.vertices.foreach_set("co", flat)
         mesh.update()
 
-    def _set_scene(self, spec: SampleSpec, vertices: np.ndarray) -> None:
+    def _set_scene(self, spec: SampleSpec, vertices: np.ndarray, albedo: np.ndarray | None) -> None:
         s = self.settings
         scene, head = self.scene, self.head
-        if self.texture_model is not None:
-            self._set_albedo(spec.albedo)
+        if albedo is not None:
+            self._set_albedo(albedo)
         studio.setup_studio(
             scene,
             head,
@@ -558,8 +599,8 @@ class BatchRenderer:
         )
         scene.cycles.seed = spec.index % (2**31)
 
-    def _set_albedo(self, coefficients: np.ndarray) -> None:
-        """The head's albedo image for ``coefficients``, as a new image datablock.
+    def _set_albedo(self, pixels: np.ndarray) -> None:
+        """The head's albedo image (:func:`material.albedo_pixels`), as a new image datablock.
 
         A persistent Cycles session does not reload an image whose pixels changed in place
         (it would keep rendering the first sample's albedo); a new image is loaded.
@@ -568,7 +609,7 @@ class BatchRenderer:
         previous = bpy.data.images.get(material.image_name(head))
         if previous is not None:
             previous.name = f"{previous.name} (previous)"  # frees the name for the new image
-        image = material.update_albedo_image(head, self.texture_model, coefficients)
+        image = material.write_albedo_image(head, pixels, self.texture_model.colorspace != "sRGB")
         head.active_material.node_tree.nodes["FLAME Albedo"].image = image
         if previous is not None:
             bpy.data.images.remove(previous)

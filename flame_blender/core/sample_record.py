@@ -174,5 +174,9 @@ def write_ground_truth_images(
 
 
 def write_sample_json(path: Path, record: Mapping[str, Any]) -> Path:
-    """Write a sample's record atomically; the batch writes it last (it marks the sample done)."""
-    return atomic_write_text(path, json.dumps(record, indent=1) + "\n")
+    """Write a sample's record atomically; the batch writes it last (it marks the sample done).
+
+    One line, no indentation: ``json`` encodes that in C, ten times faster than indented
+    output (pure Python), and the files are half the size.
+    """
+    return atomic_write_text(path, json.dumps(record) + "\n")

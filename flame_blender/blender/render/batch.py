@@ -358,7 +358,7 @@ class BatchRenderer:
 
         def finish(index: int, sample_started: float, error: BaseException | None) -> None:
             """Record one sample's outcome (main thread), in the manifest and the log."""
-            nonlocal done
+            nonlocal done, manifest_written
             if error is None:
                 records[index] = self._ok_record(index, ids[index])
                 summary.rendered += 1
@@ -374,7 +374,6 @@ class BatchRenderer:
                 traceback.print_exception(type(error), error, error.__traceback__, file=sys.stderr)
             done += 1
             now = time.perf_counter()
-            nonlocal manifest_written
             if error is not None or done == len(todo) or now - manifest_written >= MANIFEST_INTERVAL:
                 write_manifest(manifest, records.values())
                 manifest_written = now
@@ -559,13 +558,8 @@ class BatchRenderer:
             sample_record.write_sample_json(job.paths["json"], record)
 
     def _set_head_vertices(self, vertices: np.ndarray) -> None:
-        """Write ``(5023, 3)`` FLAME-space vertices into a new copy of the head's mesh.
-
-        A new mesh datablock per sample, because a persistent Cycles session that sees only
-        the positions of a mesh change keeps interpolating its previous vertex normals (the
-        normals pass and shading then depend on the sample before). A copy costs about a
-        millisecond, and Cycles syncs it as new geometry (a BVH build of a few milliseconds).
-        """
+        """Write ``(5023, 3)`` FLAME-space vertices into the head's mesh (Blender recomputes
+        its normals; Cycles re-syncs only this mesh)."""
         mesh = self.head.data
         flat = np.ascontiguousarray(vertices, np.float32).reshape(-1)
         position = mesh.attributes.get("position")

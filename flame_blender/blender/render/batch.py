@@ -22,6 +22,8 @@ renders the next image. Every file is written atomically (temporary file, then r
 last, so a sample is finished exactly when its JSON exists: a rerun skips finished samples, and a
 run killed midway loses only the sample in flight. A sample that raises is recorded as "failed"
 with its error and the run goes on.
+
+The Blender scene it drives is :mod:`.batch_scene`; contact sheets are :mod:`.batch_sheet`.
 """
 
 from __future__ import annotations
@@ -46,7 +48,6 @@ import bpy
 import numpy as np
 
 from ... import core
-from ...core import camera as core_camera
 from ...core import landmarks as core_landmarks
 from ...core.atomic import (
     atomic_write_text,
@@ -54,18 +55,17 @@ from ...core.atomic import (
     remove_stale_temporaries,
     temporary_path,
 )
-from ...core.contact_sheet import colourize_labels, colourize_normals, contact_sheet, draw_landmarks
 from ...core.dataset import SampleSpec, SamplingRanges, sample_id, sample_spec, shard_indices
 from ...core.errors import FlameFileError, FlameParameterError
-from ...core.exr import read_exr
 from ...core.manifest import manifest_path, write_manifest
 from ...core.parameters import FlameParameters, load_parameter_sequence
-from ...core.png import read_png, write_png
 from ...core.render import sample_record
 from ...core.render.sample_record import SampleCamera
 from ...core.segmentation import label_table
+from . import batch_sheet, material, passes, studio, visibility
 from . import device as cycles_device
-from . import material, passes, studio, visibility
+from .batch_scene import BatchScene
+from .batch_sheet import sample_tiles as sample_tiles  # (public name, kept where it was)
 
 FORMAT_VERSION = 1
 SAMPLES_FOLDER = "samples"
@@ -158,7 +158,7 @@ class SampleJob:
     head_centre: np.ndarray  # (3,) FLAME space, where the studio camera aims
 
 
-class BatchRenderer:
+class BatchRenderer(BatchScene):
     """Validate and build the scene with :meth:`prepare`, then :meth:`run`.
 
     Before ``run`` nothing is written (the output folder may be created).
@@ -432,29 +432,6 @@ class BatchRenderer:
         files = {kind: f"{SAMPLES_FOLDER}/{name}.{suffix}" for kind, suffix in FILE_KINDS.items()}
         return {"index": index, "id": name, "status": "ok", "files": files}
 
-    def _build_scene(self) -> None:
-        s = self.settings
-        bpy.ops.wm.read_homefile(use_empty=True)
-        scene = bpy.context.scene
-        self.scene = scene
-        from .. import head as blender_head
-
-        # The head as a plain mesh whose vertices are core's forward pass, written per sample:
-        # exact by construction, and no shape keys for Blender to blend at every evaluation.
-        # (one component: the smallest head import makes; its shape keys are removed at once)
-        self.head = blender_head.import_head(scene, self.model_file, n_shape=1, n_expression=0)
-        self.head.shape_key_clear()
-        scene.view_layers[0].update()  # the studio reads the head's matrix_world: make it current
-        self._mesh_checked = False
-        # the rendered triangles, for the writer thread's exact ray-cast visibility
-        self.head_triangles = visibility.mesh_triangles(self.head)
-        self.device_choice = cycles_device.select_cycles_device(scene, s.device)
-        passes.prepare_scene(scene, s.resolution[0], s.resolution[1], s.samples)
-        scene.cycles.denoising_prefilter = s.denoise_prefilter
-        self.view_layer_name = scene.view_layers[0].name
-        material.ensure_head_material(self.head, self.texture_model)
-        material.assign_labels(self.head, self.flame_folder)
-
     def spec(self, index: int) -> SampleSpec:
         s = self.settings
         return sample_spec(
@@ -581,119 +558,16 @@ class BatchRenderer:
             )
             sample_record.write_sample_json(job.paths["json"], record)
 
-    def _set_head_vertices(self, vertices: np.ndarray) -> None:
-        """Write ``(5023, 3)`` FLAME-space vertices into the head's mesh (Blender recomputes
-        its normals; Cycles re-syncs only this mesh)."""
-        mesh = self.head.data
-        flat = np.ascontiguousarray(vertices, np.float32).reshape(-1)
-        position = mesh.attributes.get("position")
-        if position is not None and position.data_type == "FLOAT_VECTOR":
-            position.data.foreach_set("vector", flat)  # float32 in: a plain copy
-        else:
-            mesh.vertices.foreach_set("co", flat)
-        mesh.update()
-
-    def _set_scene(self, spec: SampleSpec, vertices: np.ndarray, albedo: np.ndarray | None) -> None:
-        s = self.settings
-        scene, head = self.scene, self.head
-        if albedo is not None:
-            self._set_albedo(albedo)
-        studio.setup_studio(
-            scene,
-            head,
-            studio.StudioSettings(
-                focal_length=spec.camera.focal_length,
-                distance=spec.camera.distance,
-                azimuth=spec.camera.azimuth,
-                elevation=spec.camera.elevation,
-                light_azimuth=spec.light.azimuth,
-                light_elevation=spec.light.elevation,
-                light_power=spec.light.power,
-                fill_ratio=spec.light.fill_ratio,
-                world_strength=spec.light.world_strength,
-                transparent=s.transparent,
-            ),
-            centre=studio.head_centre(vertices),
-        )
-        scene.cycles.seed = spec.index % (2**31)
-
-    def _set_albedo(self, pixels: np.ndarray) -> None:
-        """The head's albedo image (:func:`material.albedo_pixels`), as a new image datablock.
-
-        A persistent Cycles session does not reload an image whose pixels changed in place
-        (it would keep rendering the first sample's albedo); a new image is loaded.
-        """
-        head = self.head
-        previous = bpy.data.images.get(material.image_name(head))
-        if previous is not None:
-            previous.name = f"{previous.name} (previous)"  # frees the name for the new image
-        image = material.write_albedo_image(head, pixels, self.texture_model.colorspace != "sRGB")
-        head.active_material.node_tree.nodes["FLAME Albedo"].image = image
-        if previous is not None:
-            bpy.data.images.remove(previous)
-
-    def sample_camera(self) -> SampleCamera:
-        """The scene camera as core's :class:`SampleCamera` (read from Blender, main thread)."""
-        s = self.settings
-        scene, head, camera = self.scene, self.head, self.scene.camera
-        width, height = s.resolution
-        data = camera.data
-        fx, fy, cx, cy = core_camera.intrinsics_from_blender(
-            data.lens, data.sensor_width, data.sensor_height, data.sensor_fit, width, height,
-            data.shift_x, data.shift_y,
-            scene.render.pixel_aspect_x / scene.render.pixel_aspect_y,
-        )
-        camera_matrix = np.array(camera.matrix_world, np.float64)
-        blender_world_to_camera = np.asarray(
-            core_camera.world_to_camera_from_blender(camera_matrix), np.float64
-        )
-        return SampleCamera(
-            fx=fx, fy=fy, cx=cx, cy=cy, width=width, height=height,
-            world_to_camera=blender_world_to_camera @ np.array(head.matrix_world),
-            blender_world_to_camera=blender_world_to_camera,
-            blender_camera_matrix_world=camera_matrix,
-        )
-
     # -- after the run ----------------------------------------------------------------------
 
     def write_contact_sheet(self, path: str | Path, max_samples: int = 16) -> Path | None:
         """A sheet of the finished samples (picture with landmarks, labels, normals), or None."""
-        out = Path(self.settings.out)
-        tiles = []
-        count = 0
-        for index in shard_indices(self.settings.count, self.settings.shard, self.settings.shards):
-            name = sample_id(index, self.settings.count)
-            record_path = out / SAMPLES_FOLDER / f"{name}.json"
-            if not record_path.is_file():
-                continue
-            tiles.extend(sample_tiles(record_path))
-            count += 1
-            if count >= max_samples:
-                break
-        if not tiles:
-            return None
-        return write_png(path, contact_sheet(tiles, columns=6))
-
-
-def sample_tiles(record_path: Path) -> list[np.ndarray]:
-    """Picture with landmarks, coloured labels and coloured normals of one finished sample."""
-    record = json.loads(record_path.read_text(encoding="utf-8"))
-    folder = record_path.parent
-    files = record["files"]
-    picture = read_png(folder / files["rgb"])
-    preferred = "ibug68" if "ibug68" in record["landmarks"] else next(iter(record["landmarks"]), None)
-    if preferred is not None:
-        landmarks = record["landmarks"][preferred]
-        points = np.array(
-            [p if p is not None else [math.nan, math.nan] for p in landmarks["points_2d"]], float
+        s = self.settings
+        folder = Path(s.out) / SAMPLES_FOLDER
+        records = (
+            folder / f"{sample_id(index, s.count)}.json" for index in shard_indices(s.count, s.shard, s.shards)
         )
-        picture = draw_landmarks(picture, points, np.array(landmarks["visible"], bool))
-    labels = colourize_labels(read_png(folder / files["labels"]))
-    normal = read_exr(folder / files["normal"])
-    normals = np.stack([normal["R"], normal["G"], normal["B"]], axis=-1)
-    # camera-space normals face the camera (-z): flip y and z for the usual blue-ish normal map
-    normals = normals * np.array([1.0, -1.0, -1.0], np.float32)
-    return [picture, labels, colourize_normals(normals)]
+        return batch_sheet.write_contact_sheet(records, path, max_samples)
 
 
 def _clock(seconds: float) -> str:

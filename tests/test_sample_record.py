@@ -153,3 +153,67 @@ def test_ground_truth_images_round_trip(scene, tmp_path):
     assert np.array_equal(np.stack([normal[c] for c in "RGB"], axis=-1), normals)
     assert np.array_equal(read_png(paths["labels"]), labels)
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+def sphere_ray_cast(camera: SampleCamera):
+    """The exact rule for the sphere, solved by hand: the segment from the camera centre to each
+    point meets the sphere first at distance s (ray-sphere intersection); the point is reached
+    when that is not before it. Returns (reached, how far before the point)."""
+    rotation, translation = camera.world_to_camera[:3, :3], camera.world_to_camera[:3, 3]
+    origin = -rotation.T @ translation  # camera centre in world
+
+    def cast(points):
+        offsets = points - origin
+        lengths = np.linalg.norm(offsets, axis=1)
+        directions = offsets / lengths[:, None]
+        b = directions @ (CENTRE_WORLD - origin)
+        c = (CENTRE_WORLD - origin) @ (CENTRE_WORLD - origin) - RADIUS**2
+        discriminant = b * b - c
+        entry = np.where(discriminant > 0, b - np.sqrt(np.maximum(discriminant, 0.0)), np.inf)
+        reached = entry >= lengths - 1e-4
+        return reached, np.where(reached, 0.0, lengths - entry)
+
+    return cast
+
+
+def test_ray_visibility_and_contour_are_recorded_where_asked(scene):
+    from flame_blender.core.model.landmarks import ContourChoice
+
+    camera, depth, normals, rotation, centre = scene
+    towards_camera = -centre / np.linalg.norm(centre)
+    near = sphere_point(rotation, centre, towards_camera)
+    far = sphere_point(rotation, centre, -towards_camera)
+    outside = rotation.T @ (np.array([0.4, 0.0, 0.5]) - (centre - rotation @ CENTRE_WORLD))
+    points = np.array([near, far, outside])
+    choice = ContourChoice(yaw_degrees=12.5, row=3, convention="deca")
+    result = sample_landmarks(
+        {"ibug68_dynamic": points, "ibug68": points},
+        {"ibug68_dynamic": "dynamic_68", "ibug68": "static_68"},
+        camera, depth, normals, ray_visibility=sphere_ray_cast(camera), contour=choice,
+    )
+    for entry in result.values():
+        # the far point is behind the sphere: 2 R before it along the line through the centre
+        # (the camera looks at the sphere's centre); the outside point is reached but not in frame
+        assert entry["visible_ray"] == [True, False, False]
+        assert entry["occluded_by_m"][0] == 0.0 and entry["occluded_by_m"][2] == 0.0
+        assert abs(entry["occluded_by_m"][1] - 2 * RADIUS) < 1e-9
+        assert entry["visible_ray"][:2] == entry["visible"][:2]
+    assert result["ibug68_dynamic"]["contour"] == choice.to_dict()
+    assert "contour" not in result["ibug68"]
+    plain = sample_landmarks({"ibug68": points}, {"ibug68": "static_68"}, camera, depth, normals)
+    assert "visible_ray" not in plain["ibug68"] and "occluded_by_m" not in plain["ibug68"]
+    json.dumps(result)
+
+
+def test_record_carries_the_albedo_note_and_the_adapters_extra(scene):
+    import dataclasses
+
+    camera, *_ = scene
+    spec = dataclasses.replace(sample_spec(5, 7, n_shape=4, n_expression=3, n_albedo=0), extra={"frame_id": 42})
+    note = "the head has no UVs"
+    record = sample_record(
+        spec, name="000007", seed=5, flame_source="params", albedo_model=None,
+        camera=camera, landmarks={}, files={}, albedo_note=note,
+    )
+    assert record["albedo"] == {"model": None, "coefficients": [], "note": note}
+    assert record["frame_id"] == 42

@@ -69,6 +69,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--transparent", action="store_true",
                         help="transparent background in the RGB pictures")
     parser.add_argument("--no-denoise", action="store_true", help="turn Cycles' denoiser off")
+    parser.add_argument("--denoise-prefilter", type=str.upper, default="FAST",
+                        choices=("FAST", "ACCURATE", "NONE"),
+                        help="denoiser prefilter of the albedo and normal guides: FAST (default; "
+                        "they are clean for a head), ACCURATE (denoise them first, slower)")
     parser.add_argument("--contact-sheet", type=Path, default=None, metavar="PATH",
                         help="also write a PNG contact sheet of the finished samples")
     parser.add_argument("--merge-manifests", action="store_true",
@@ -158,6 +162,7 @@ def render(package, args: argparse.Namespace, shard: int, shards: int, ranges) -
         ranges=ranges,
         transparent=args.transparent,
         denoise=not args.no_denoise,
+        denoise_prefilter=args.denoise_prefilter,
     )
     if args.sequence is not None:
         adapter = importlib.import_module(f"{package.__name__}.blender.render.sequence_batch")

@@ -128,6 +128,7 @@ _MOVED = {
     "contact_sheet": "render.contact_sheet",
     "png": "render.png",
     "exr": "render.exr",
+    "sample_record": "render.sample_record",
 }
 
 

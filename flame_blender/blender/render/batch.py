@@ -14,10 +14,16 @@
       samples/000000.json       parameters, camera, light, landmarks (written last)
 
 The batch works in a fresh empty file (``read_homefile(use_empty=True)``): run it headless.
-Every file is written atomically (temporary file, then rename) and a sample's JSON is written
+Per image, the main thread only drives Blender: it writes core's forward pass into the head's
+mesh, places the studio, renders the picture (saved by Blender) and the ground-truth passes (a
+scratch EXR) in one persistent Cycles session. A writer thread turns the passes into the depth,
+normal and label files and the JSON (:mod:`flame_blender.core.render.sample_record`) while Cycles
+renders the next image. Every file is written atomically (temporary file, then rename) and a sample's JSON is written
 last, so a sample is finished exactly when its JSON exists: a rerun skips finished samples, and a
 run killed midway loses only the sample in flight. A sample that raises is recorded as "failed"
 with its error and the run goes on.
+
+The Blender scene it drives is :mod:`.batch_scene`; contact sheets are :mod:`.batch_sheet`.
 """
 
 from __future__ import annotations
@@ -25,10 +31,14 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 import sys
+import threading
 import time
 import traceback
+from collections import deque
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,20 +48,24 @@ import bpy
 import numpy as np
 
 from ... import core
-from ...core import camera as core_camera
 from ...core import landmarks as core_landmarks
-from ...core.atomic import atomic_write_text, atomic_write_with, remove_stale_temporaries
-from ...core.contact_sheet import colourize_labels, colourize_normals, contact_sheet, draw_landmarks
+from ...core.atomic import (
+    atomic_write_text,
+    atomic_write_with,
+    remove_stale_temporaries,
+    temporary_path,
+)
 from ...core.dataset import SampleSpec, SamplingRanges, sample_id, sample_spec, shard_indices
 from ...core.errors import FlameFileError, FlameParameterError
-from ...core.exr import read_exr, write_exr
-from ...core.ground_truth import intrinsic_matrix, project_landmarks
 from ...core.manifest import manifest_path, write_manifest
 from ...core.parameters import FlameParameters, load_parameter_sequence
-from ...core.png import read_png, write_png
-from ...core.segmentation import LABELS, label_table
+from ...core.render import sample_record
+from ...core.render.sample_record import SampleCamera
+from ...core.segmentation import label_table
+from . import batch_sheet, material, passes, studio, visibility
 from . import device as cycles_device
-from . import material, passes, studio, visibility
+from .batch_scene import BatchScene
+from .batch_sheet import sample_tiles as sample_tiles  # (public name, kept where it was)
 
 FORMAT_VERSION = 1
 SAMPLES_FOLDER = "samples"
@@ -68,28 +82,18 @@ FILE_KINDS = {
     "labels": "labels.png",
     "json": "json",
 }
-CONVENTIONS = {
-    "world": "FLAME model space: what FLAME.forward returns; metres, y up, face towards +z, "
-    "the head's left eye at +x",
-    "camera": "OpenCV axes: x right, y down, z forward (visible points have z > 0); "
-    "world_to_camera maps world points to camera points, p_cam = R @ p_world + t",
-    "pixels": "(0, 0) is the top-left corner of the image, the first pixel's centre is (0.5, 0.5); "
-    "u = fx * x / z + cx, v = fy * y / z + cy",
-    "depth": "camera z in metres at each pixel centre (not the distance to the camera centre); "
-    "0 on background",
-    "normals": "unit surface normals in camera axes (OpenCV), 0 on background",
-    "visible": "in front of the camera, inside the image, and the rendered surface at the "
-    "landmark (the tangent plane of one of the four pixel centres around it, met by the "
-    "landmark's ray) is within 2 mm of its camera z: nothing in front of it. A landmark right "
-    "on a silhouette, where no pixel around it sees its own surface, counts as not visible",
-    "visible_ray": "in front of the camera, inside the image, and the straight segment from "
-    "the camera centre to the landmark meets the rendered head mesh nowhere more than 0.1 mm "
-    "before the landmark (Blender BVH ray cast, exact); occluded_by_m says how far before it "
-    "the first surface met is",
-    "contour": "ibug68_dynamic: the jaw-contour row is chosen from the head's yaw relative to "
-    "the camera (the line of sight to the head's centre), not from the head pose alone; "
-    "yaw_deg > 0 = the face turned toward its left (+x) as the camera sees it",
-}
+#: Denoiser prefilter of the pictures. "FAST" treats the albedo and normal guide passes as
+#: clean, which they are for a head without hair, depth of field or motion blur; it skips two
+#: of the denoiser's three network runs per image (Blender's default, "ACCURATE", denoises the
+#: guides first).
+DENOISE_PREFILTERS = ("FAST", "ACCURATE", "NONE")
+#: Images rendered ahead of the writer thread at most: bounds memory, and a kill loses at most
+#: these (their JSON is not written yet, so a rerun renders them again).
+WRITE_AHEAD = 2
+#: Seconds between rewrites of the shard's manifest while rendering (it is always rewritten at
+#: the end). Finished samples are known from their JSON files, so a kill loses nothing by it.
+MANIFEST_INTERVAL = 1.0
+CONVENTIONS = sample_record.CONVENTIONS  # (public name, kept where it always was)
 
 
 class BatchInputError(Exception):
@@ -112,6 +116,7 @@ class BatchSettings:
     ranges: SamplingRanges = field(default_factory=SamplingRanges)
     transparent: bool = False
     denoise: bool = True
+    denoise_prefilter: str = "FAST"  # one of DENOISE_PREFILTERS
 
 
 @dataclass
@@ -129,7 +134,31 @@ class BatchSummary:
         return 1 if self.failed else 0
 
 
-class BatchRenderer:
+@dataclass
+class SampleInputs:
+    """One sample's content, computed without Blender (on the inputs thread)."""
+
+    spec: SampleSpec
+    vertices: np.ndarray  # (5023, 3) core's forward pass, FLAME space
+    landmark_points: dict[str, np.ndarray]  # --landmarks name -> (L, 3) FLAME space
+    albedo: np.ndarray | None  # (H, W, 4) Blender image pixels; None without a texture model
+
+
+@dataclass
+class SampleJob:
+    """What the writer thread needs to finish one sample (plain data, no Blender objects)."""
+
+    spec: SampleSpec
+    name: str
+    camera: SampleCamera
+    landmark_points: dict[str, np.ndarray]  # --landmarks name -> (L, 3) FLAME space
+    vertices: np.ndarray  # (5023, 3) FLAME space, the rendered mesh
+    paths: dict[str, Path]  # FILE_KINDS kind -> final path
+    scratch: Path  # the ground-truth passes (multilayer EXR), deleted once read
+    head_centre: np.ndarray  # (3,) FLAME space, where the studio camera aims
+
+
+class BatchRenderer(BatchScene):
     """Validate and build the scene with :meth:`prepare`, then :meth:`run`.
 
     Before ``run`` nothing is written (the output folder may be created).
@@ -143,10 +172,10 @@ class BatchRenderer:
         self.scene: bpy.types.Scene | None = None
         self.device_choice: cycles_device.DeviceChoice | None = None
         self.timer = passes.RenderTimer()
-        #: wall seconds per phase of render_sample, summed over samples (for the benchmark)
+        #: wall seconds per phase of render_sample and write_sample, summed over samples (for
+        #: the benchmark); the writer thread's phase overlaps the next sample's renders
         self.phase_seconds: dict[str, float] = {}
-        #: the jaw-contour row of the sample being rendered (camera-relative), or None
-        self.contour_choice: core_landmarks.ContourChoice | None = None
+        self._phase_lock = threading.Lock()
 
     # -- validation (no writes) -------------------------------------------------------------
 
@@ -160,6 +189,12 @@ class BatchRenderer:
         width, height = s.resolution
         if width < 1 or height < 1 or s.samples < 1:
             raise BatchInputError("--resolution and --samples must be positive")
+        if s.denoise_prefilter.upper() not in DENOISE_PREFILTERS:
+            raise BatchInputError(
+                f"unknown denoise prefilter {s.denoise_prefilter!r}; expected one of "
+                f"{', '.join(DENOISE_PREFILTERS)}"
+            )
+        s.denoise_prefilter = s.denoise_prefilter.upper()
         unknown = [name for name in s.landmark_sets if name not in LANDMARK_SETS]
         if unknown:
             raise BatchInputError(
@@ -255,6 +290,7 @@ class BatchRenderer:
             "resolution": list(s.resolution),
             "samples": s.samples,
             "denoise": s.denoise,
+            "denoise_prefilter": s.denoise_prefilter if s.denoise else None,
             "transparent": s.transparent,
             "landmarks": list(s.landmark_sets),
             "ranges": s.ranges.to_dict(),
@@ -325,31 +361,69 @@ class BatchRenderer:
         summary.device = self.device_choice.label
         self.log(self.device_choice.message)
         started = time.perf_counter()
-        with self.timer:
-            for number, index in enumerate(todo, start=1):
+        done = 0
+        manifest_written = started
+
+        def finish(index: int, sample_started: float, error: BaseException | None) -> None:
+            """Record one sample's outcome (main thread), in the manifest and the log."""
+            nonlocal done, manifest_written
+            if error is None:
+                records[index] = self._ok_record(index, ids[index])
+                summary.rendered += 1
+                status = "ok"
+            else:
+                message = f"{type(error).__name__}: {error}"
+                records[index] = {
+                    "index": index, "id": ids[index], "status": "failed", "error": message,
+                }
+                summary.failed += 1
+                summary.failures.append((ids[index], message))
+                status = f"FAILED: {message}"
+                traceback.print_exception(type(error), error, error.__traceback__, file=sys.stderr)
+            done += 1
+            now = time.perf_counter()
+            if error is not None or done == len(todo) or now - manifest_written >= MANIFEST_INTERVAL:
+                write_manifest(manifest, records.values())
+                manifest_written = now
+            rate = done / (now - started)
+            eta = (len(todo) - done) / rate
+            self.log(
+                f"[{done}/{len(todo)}] {ids[index]} {status} "
+                f"{now - sample_started:.2f} s | {rate:.2f} samples/s | ETA {_clock(eta)}"
+            )
+
+        def collect(entry: tuple[int, float, Future]) -> None:
+            index, sample_started, future = entry
+            error = future.exception()  # waits for the writer to finish this sample
+            finish(index, sample_started, error)
+
+        # Three stages, one thread each: the inputs thread computes the next sample's content
+        # (forward pass, albedo) and the writer thread the previous samples' files, while the
+        # main thread drives Blender. Cycles releases Python's lock while it renders, so both
+        # work during the renders. One writer: a sample's JSON is written after its other
+        # files, and samples finish in order.
+        pending: deque[tuple[int, float, Future]] = deque()
+        with (
+            self.timer,
+            ThreadPoolExecutor(1, thread_name_prefix="flame-batch-inputs") as reader,
+            ThreadPoolExecutor(1, thread_name_prefix="flame-batch-writer") as writer,
+        ):
+            upcoming = reader.submit(self.sample_inputs, todo[0])
+            for position, index in enumerate(todo):
+                inputs = upcoming
+                if position + 1 < len(todo):
+                    upcoming = reader.submit(self.sample_inputs, todo[position + 1])
+                while pending and (len(pending) >= WRITE_AHEAD or pending[0][2].done()):
+                    collect(pending.popleft())
                 sample_started = time.perf_counter()
                 try:
-                    self.render_sample(index, ids[index], samples_dir)
-                    records[index] = self._ok_record(index, ids[index])
-                    summary.rendered += 1
-                    status = "ok"
+                    job = self.render_sample(index, ids[index], samples_dir, inputs.result())
                 except Exception as error:  # one bad sample must not stop the batch
-                    message = f"{type(error).__name__}: {error}"
-                    records[index] = {
-                        "index": index, "id": ids[index], "status": "failed", "error": message,
-                    }
-                    summary.failed += 1
-                    summary.failures.append((ids[index], message))
-                    status = f"FAILED: {message}"
-                    traceback.print_exc(file=sys.stderr)
-                write_manifest(manifest, records.values())
-                now = time.perf_counter()
-                rate = number / (now - started)
-                eta = (len(todo) - number) / rate
-                self.log(
-                    f"[{number}/{len(todo)}] {ids[index]} {status} "
-                    f"{now - sample_started:.2f} s | {rate:.2f} samples/s | ETA {_clock(eta)}"
-                )
+                    finish(index, sample_started, error)
+                    continue
+                pending.append((index, sample_started, writer.submit(self.write_sample, job)))
+            while pending:
+                collect(pending.popleft())
         summary.total_seconds = time.perf_counter() - started
         summary.render_seconds = self.timer.seconds
         return summary
@@ -357,21 +431,6 @@ class BatchRenderer:
     def _ok_record(self, index: int, name: str) -> dict[str, Any]:
         files = {kind: f"{SAMPLES_FOLDER}/{name}.{suffix}" for kind, suffix in FILE_KINDS.items()}
         return {"index": index, "id": name, "status": "ok", "files": files}
-
-    def _build_scene(self) -> None:
-        s = self.settings
-        bpy.ops.wm.read_homefile(use_empty=True)
-        scene = bpy.context.scene
-        self.scene = scene
-        from .. import head as blender_head
-
-        self.head = blender_head.import_head(
-            scene, self.model_file, n_shape=self.n_shape, n_expression=self.n_expression
-        )
-        self.device_choice = cycles_device.select_cycles_device(scene, s.device)
-        passes.prepare_scene(scene, s.resolution[0], s.resolution[1], s.samples)
-        material.ensure_head_material(self.head, self.texture_model)
-        material.assign_labels(self.head, self.flame_folder)
 
     def spec(self, index: int) -> SampleSpec:
         s = self.settings
@@ -396,200 +455,119 @@ class BatchRenderer:
         }
         return vertices, points
 
-    def world_to_camera(self) -> np.ndarray:
-        """OpenCV world-to-camera ``(4, 4)`` of the scene camera, world = FLAME model space."""
-        blender_world_to_camera = np.asarray(
-            core_camera.world_to_camera_from_blender(np.array(self.scene.camera.matrix_world)), np.float64
-        )
-        return blender_world_to_camera @ np.array(self.head.matrix_world)
-
-    def camera_contour_landmarks(self, params: FlameParameters, vertices: np.ndarray) -> dict[str, np.ndarray]:
-        """The chosen landmark sets that hold the yaw-dependent jaw contour, with the row chosen
-        for the scene's camera (``core.landmarks.landmarks_for_camera``); the choice is kept in
-        ``self.contour_choice`` for the sample's record."""
-        dynamic = {name: key for name, key in self.landmark_names.items() if key in ("dynamic_68", "dynamic_contour")}
-        self.contour_choice = None
-        if not dynamic:
-            return {}
-        points, self.contour_choice = core_landmarks.landmarks_for_camera(
-            self.forward.landmarks, vertices, params.global_pose, params.neck_pose,
-            self.world_to_camera(), studio.head_centre(vertices),
-        )
-        return {name: np.asarray(points[key], np.float64).reshape(-1, 3) for name, key in dynamic.items()}
-
     @contextmanager
     def _phase(self, name: str):
         started = time.perf_counter()
         try:
             yield
         finally:
-            self.phase_seconds[name] = self.phase_seconds.get(name, 0.0) + time.perf_counter() - started
+            with self._phase_lock:
+                self.phase_seconds[name] = (
+                    self.phase_seconds.get(name, 0.0) + time.perf_counter() - started
+                )
 
-    def render_sample(self, index: int, name: str, samples_dir: Path) -> None:
-        s = self.settings
-        scene, head = self.scene, self.head
-        from .. import head as blender_head
-
-        with self._phase("parameters and forward pass"):
+    def sample_inputs(self, index: int) -> SampleInputs:
+        """Sample ``index``'s content without Blender (inputs thread): parameters, core's forward
+        pass with the landmarks, and the albedo image's pixels."""
+        with self._phase("inputs: forward pass and albedo (inputs thread)"):
             spec = self.spec(index)
-            blender_head.set_parameters(head, spec.parameters)
             vertices, landmark_points = self.forward_landmarks(spec.parameters)
-            mesh_error = np.abs(studio.evaluated_vertices(head) - vertices).max()
-        if mesh_error > 1e-4:
-            raise RuntimeError(
-                f"the Blender mesh differs from FLAME.forward by {mesh_error * 1000:.3f} mm"
-            )
-        with self._phase("albedo and studio"):
-            self._set_scene(spec, vertices)
-            landmark_points.update(self.camera_contour_landmarks(spec.parameters, vertices))
+            albedo = None
+            if self.texture_model is not None:
+                albedo = material.albedo_pixels(self.texture_model, spec.albedo)
+            return SampleInputs(spec, vertices, landmark_points, albedo)
+
+    def render_sample(
+        self, index: int, name: str, samples_dir: Path, inputs: SampleInputs | None = None
+    ) -> SampleJob:
+        """Blender's part of one sample (main thread): the head, the studio, the picture (saved)
+        and the ground-truth passes (a scratch EXR). ``inputs``: :meth:`sample_inputs` of
+        ``index``, computed here when not given. Returns what :meth:`write_sample` needs."""
+        s = self.settings
+        scene = self.scene
+        if inputs is None:
+            inputs = self.sample_inputs(index)
+        spec, vertices, landmark_points = inputs.spec, inputs.vertices, inputs.landmark_points
+        with self._phase("head, albedo and studio"):
+            self._set_head_vertices(vertices)
+            self._set_scene(spec, vertices, inputs.albedo)
+            camera = self.sample_camera()
+        if not self._mesh_checked:  # once: nothing (modifier, shape key) changes what we wrote
+            mesh_error = np.abs(studio.evaluated_vertices(self.head) - vertices).max()
+            if mesh_error > 1e-4:
+                raise RuntimeError(
+                    f"the Blender mesh differs from FLAME.forward by {mesh_error * 1000:.3f} mm"
+                )
+            self._mesh_checked = True
+        paths = {kind: samples_dir / f"{name}.{suffix}" for kind, suffix in FILE_KINDS.items()}
         with self._phase("picture (render + save)"):
-            paths = {kind: samples_dir / f"{name}.{suffix}" for kind, suffix in FILE_KINDS.items()}
             atomic_write_with(
                 paths["rgb"],
                 lambda temporary: passes.render_picture(
                     scene, temporary, s.samples, s.transparent, s.denoise
                 ),
             )
-        with self._phase("ground truth (render + read)"):
-            truth = passes.render_ground_truth(scene, samples_dir / f"{name}.passes.exr")
-        with self._phase("write outputs"):
-            self._write_sample(index, name, spec, truth, landmark_points, paths)
+        scratch = temporary_path(samples_dir / f"{name}.passes.exr")
+        scratch = scratch.with_name(scratch.name + ".exr")
+        with self._phase("ground truth (render + save)"):
+            try:
+                passes.render_ground_truth_file(scene, scratch)
+            except BaseException:
+                scratch.unlink(missing_ok=True)
+                raise
+        return SampleJob(
+            spec, name, camera, landmark_points, vertices, paths, scratch, studio.head_centre(vertices)
+        )
 
-    def _set_scene(self, spec: SampleSpec, vertices: np.ndarray) -> None:
+    def write_sample(self, job: SampleJob) -> None:
+        """The rest of one sample, without Blender (writer thread): read the passes, write the
+        depth, normal and label files, then the JSON, which marks the sample finished."""
         s = self.settings
-        scene, head = self.scene, self.head
-        if self.texture_model is not None:
-            material.update_albedo_image(head, self.texture_model, spec.albedo)
-        studio.setup_studio(
-            scene,
-            head,
-            studio.StudioSettings(
-                focal_length=spec.camera.focal_length,
-                distance=spec.camera.distance,
-                azimuth=spec.camera.azimuth,
-                elevation=spec.camera.elevation,
-                light_azimuth=spec.light.azimuth,
-                light_elevation=spec.light.elevation,
-                light_power=spec.light.power,
-                fill_ratio=spec.light.fill_ratio,
-                world_strength=spec.light.world_strength,
-                transparent=s.transparent,
-            ),
-            centre=studio.head_centre(vertices),
-        )
-        scene.cycles.seed = spec.index % (2**31)
-
-    def _write_sample(self, index, name, spec, truth, landmark_points, paths) -> None:
-        s = self.settings
-        scene, head, camera = self.scene, self.head, self.scene.camera
-        width, height = s.resolution
-        data = camera.data
-        fx, fy, cx, cy = core_camera.intrinsics_from_blender(
-            data.lens, data.sensor_width, data.sensor_height, data.sensor_fit, width, height,
-            data.shift_x, data.shift_y,
-            scene.render.pixel_aspect_x / scene.render.pixel_aspect_y,
-        )
-        blender_world_to_camera = np.asarray(
-            core_camera.world_to_camera_from_blender(np.array(camera.matrix_world)), np.float64
-        )
-        world_to_camera = blender_world_to_camera @ np.array(head.matrix_world)
-
-        normals = truth.normals_world @ blender_world_to_camera[:3, :3].T.astype(np.float32)
-        write_exr(paths["depth"], {"Y": truth.depth})
-        write_exr(paths["normal"], {"R": normals[..., 0], "G": normals[..., 1], "B": normals[..., 2]})
-        write_png(paths["labels"], truth.labels)
-
-        landmarks = {}
-        camera_position = np.array(camera.matrix_world)[:3, 3]
-        for set_name, points in landmark_points.items():
-            projected = project_landmarks(
-                points, world_to_camera, (fx, fy, cx, cy), (width, height), truth.depth, normals
+        with self._phase("write outputs (writer thread)"):
+            try:
+                truth = passes.read_ground_truth(job.scratch, self.view_layer_name)
+            finally:
+                if job.scratch.exists():
+                    os.unlink(job.scratch)
+            normals = sample_record.camera_normals(truth.normals_world, job.camera)
+            sample_record.write_ground_truth_images(job.paths, truth.depth, normals, truth.labels)
+            # the jaw contour seen from this sample's camera, and the exact ray cast on the
+            # rendered triangles (a BVH of this sample's vertices: no Blender data off the main
+            # thread)
+            contour_points, contour = sample_record.camera_contour_points(
+                self.forward.landmarks, job.vertices, job.spec.parameters, self.landmark_names,
+                job.camera.world_to_camera, job.head_centre,
             )
-            landmarks[set_name] = {"embedding": self.landmark_names[set_name], **projected.to_dict()}
-            reached, occluded_by = visibility.ray_visibility(head, camera_position, points)
-            landmarks[set_name]["visible_ray"] = (reached & projected.in_frame).tolist()
-            landmarks[set_name]["occluded_by_m"] = occluded_by.tolist()
-            if self.landmark_names[set_name].startswith("dynamic") and self.contour_choice is not None:
-                landmarks[set_name]["contour"] = self.contour_choice.to_dict()
-        record = {
-            "id": name,
-            "index": index,
-            "seed": s.seed,  # the albedo, camera and light always come from (seed, index)
-            "flame_source": "random" if self.parameters is None else "params",
-            "flame": spec.parameters.to_dict(),
-            "albedo": {
-                "model": self.texture_model.kind if self.texture_model else None,
-                "coefficients": spec.albedo.tolist(),
-                **({"note": self.albedo_note} if self.albedo_note else {}),
-            },
-            "camera": {
-                "intrinsics": {
-                    "fx": fx, "fy": fy, "cx": cx, "cy": cy, "width": width, "height": height,
-                },
-                "K": intrinsic_matrix(fx, fy, cx, cy).tolist(),
-                "world_to_camera": world_to_camera.tolist(),
-                "focal_length_mm": spec.camera.focal_length,
-                "sensor_width_mm": spec.camera.sensor_width,
-                "distance_m": spec.camera.distance,
-                "azimuth_deg": spec.camera.azimuth,
-                "elevation_deg": spec.camera.elevation,
-                "blender_camera_matrix_world": [list(row) for row in camera.matrix_world],
-            },
-            "light": {
-                "azimuth_deg": spec.light.azimuth,
-                "elevation_deg": spec.light.elevation,
-                "key_power_w": spec.light.power,
-                "fill_ratio": spec.light.fill_ratio,
-                "world_strength": spec.light.world_strength,
-            },
-            "landmarks": landmarks,
-            "files": {kind: path.name for kind, path in paths.items() if kind != "json"},
-            "labels": {str(value): label for label, value in LABELS.items()},
-            "conventions": CONVENTIONS,
-        }
-        record.update(spec.extra)  # what an adapter adds (a tracked sequence's frame_id)
-        atomic_write_text(paths["json"], json.dumps(record, indent=1) + "\n")
+            ray_visibility = visibility.ray_visibility_from_mesh(
+                job.vertices, self.head_triangles, job.camera.world_to_camera
+            )
+            landmarks = sample_record.sample_landmarks(
+                {**job.landmark_points, **contour_points}, self.landmark_names, job.camera,
+                truth.depth, normals, ray_visibility=ray_visibility, contour=contour,
+            )
+            record = sample_record.sample_record(
+                job.spec,
+                name=job.name,
+                seed=s.seed,
+                flame_source="random" if self.parameters is None else "params",
+                albedo_model=self.texture_model.kind if self.texture_model else None,
+                camera=job.camera,
+                landmarks=landmarks,
+                files={kind: path.name for kind, path in job.paths.items() if kind != "json"},
+                albedo_note=self.albedo_note,
+            )
+            sample_record.write_sample_json(job.paths["json"], record)
 
     # -- after the run ----------------------------------------------------------------------
 
     def write_contact_sheet(self, path: str | Path, max_samples: int = 16) -> Path | None:
         """A sheet of the finished samples (picture with landmarks, labels, normals), or None."""
-        out = Path(self.settings.out)
-        tiles = []
-        count = 0
-        for index in shard_indices(self.settings.count, self.settings.shard, self.settings.shards):
-            name = sample_id(index, self.settings.count)
-            record_path = out / SAMPLES_FOLDER / f"{name}.json"
-            if not record_path.is_file():
-                continue
-            tiles.extend(sample_tiles(record_path))
-            count += 1
-            if count >= max_samples:
-                break
-        if not tiles:
-            return None
-        return write_png(path, contact_sheet(tiles, columns=6))
-
-
-def sample_tiles(record_path: Path) -> list[np.ndarray]:
-    """Picture with landmarks, coloured labels and coloured normals of one finished sample."""
-    record = json.loads(record_path.read_text(encoding="utf-8"))
-    folder = record_path.parent
-    files = record["files"]
-    picture = read_png(folder / files["rgb"])
-    preferred = "ibug68" if "ibug68" in record["landmarks"] else next(iter(record["landmarks"]), None)
-    if preferred is not None:
-        landmarks = record["landmarks"][preferred]
-        points = np.array(
-            [p if p is not None else [math.nan, math.nan] for p in landmarks["points_2d"]], float
+        s = self.settings
+        folder = Path(s.out) / SAMPLES_FOLDER
+        records = (
+            folder / f"{sample_id(index, s.count)}.json" for index in shard_indices(s.count, s.shard, s.shards)
         )
-        picture = draw_landmarks(picture, points, np.array(landmarks["visible"], bool))
-    labels = colourize_labels(read_png(folder / files["labels"]))
-    normal = read_exr(folder / files["normal"])
-    normals = np.stack([normal["R"], normal["G"], normal["B"]], axis=-1)
-    # camera-space normals face the camera (-z): flip y and z for the usual blue-ish normal map
-    normals = normals * np.array([1.0, -1.0, -1.0], np.float32)
-    return [picture, labels, colourize_normals(normals)]
+        return batch_sheet.write_contact_sheet(records, path, max_samples)
 
 
 def _clock(seconds: float) -> str:

@@ -129,9 +129,22 @@ def update_albedo_image(
     head: bpy.types.Object, texture_model, coefficients: np.ndarray | None = None
 ) -> bpy.types.Image:
     """Write the texture model's image for ``coefficients`` into the head's albedo image."""
+    return write_albedo_image(head, albedo_pixels(texture_model, coefficients), texture_model.colorspace != "sRGB")
+
+
+def albedo_pixels(texture_model, coefficients: np.ndarray | None = None) -> np.ndarray:
+    """The texture model's image for ``coefficients`` as Blender image pixels: ``(H, W, 4)``
+    float32 RGBA, row 0 = the bottom (Blender's order). Needs no Blender (any thread)."""
     pixels = np.asarray(texture_model.image(coefficients), np.float32)  # (H, W, 3), row 0 = top
     height, width = pixels.shape[:2]
-    linear = texture_model.colorspace != "sRGB"
+    rgba = np.ones((height, width, 4), np.float32)
+    rgba[:, :, :3] = np.clip(pixels, 0.0, 1.0)
+    return np.ascontiguousarray(rgba[::-1])
+
+
+def write_albedo_image(head: bpy.types.Object, rgba: np.ndarray, linear: bool) -> bpy.types.Image:
+    """Put :func:`albedo_pixels` into the head's albedo image (created or resized as needed)."""
+    height, width = rgba.shape[:2]
     image = bpy.data.images.get(image_name(head))
     if image is not None and (tuple(image.size) != (width, height) or image.is_float != linear):
         bpy.data.images.remove(image)
@@ -141,9 +154,7 @@ def update_albedo_image(
             image_name(head), width, height, alpha=False, float_buffer=linear
         )
     _set_colourspace(image, linear)
-    rgba = np.ones((height, width, 4), np.float32)
-    rgba[:, :, :3] = np.clip(pixels, 0.0, 1.0)
-    image.pixels.foreach_set(rgba[::-1].reshape(-1))  # Blender's row 0 is the bottom
+    image.pixels.foreach_set(rgba.reshape(-1))
     image.update()
     return image
 

@@ -1,4 +1,4 @@
-"""Two Cycles renders per image: the picture, then its ground truth.
+"""Two Cycles renders per image: the picture, then its ground truth, in one persistent session.
 
 The picture ("beauty") uses the user's samples, Cycles' default 1.5 px pixel filter and the
 denoiser, and is saved by Blender (so the scene's view transform applies). The ground truth is a
@@ -6,6 +6,11 @@ second render at one sample with a 0.01 px pixel filter, so every pixel of the d
 label passes is the exact value at the pixel's centre: no blending across silhouettes, and
 depth maps that agree with projected geometry to well under a millimetre. It costs a few
 per cent of the picture's time.
+
+Both renders run in one Cycles session kept between renders (``use_persistent_data``): after
+the first image, a render re-syncs only what changed (the head's mesh, camera, lights, albedo
+image), and switching between the picture's and the ground truth's settings only updates the
+film and integrator, so the ground-truth render costs little more than its one sample.
 
 Depth, normals and labels come back as arrays through a multilayer EXR that Blender writes and
 :mod:`core.exr` reads (``Render Result`` has no pixels in background mode). Works with Blender
@@ -46,28 +51,44 @@ class RenderTimer:
     def __init__(self) -> None:
         self.seconds = 0.0
         self.durations: list[float] = []  # one per render, in order
+        #: per render, seconds from its start to Cycles' first "Sample" status: scene sync,
+        #: kernel and device set-up (0 when Cycles reported no sample)
+        self.sync_durations: list[float] = []
         self._started: float | None = None
+        self._sampling_started: float | None = None
 
     def _pre(self, *args) -> None:
         self._started = time.perf_counter()
+        self._sampling_started = None
+
+    def _stats(self, text, *args) -> None:
+        # Cycles reports "... | Sample 0/16" once the scene is synced and sampling begins
+        if self._sampling_started is None and self._started is not None and "| Sample " in str(text):
+            self._sampling_started = time.perf_counter()
 
     def _post(self, *args) -> None:
         if self._started is not None:
             duration = time.perf_counter() - self._started
             self.seconds += duration
             self.durations.append(duration)
+            sampling = self._sampling_started
+            self.sync_durations.append(sampling - self._started if sampling is not None else 0.0)
             self._started = None
 
+    def _handlers(self):
+        return (
+            (bpy.app.handlers.render_pre, self._pre),
+            (bpy.app.handlers.render_post, self._post),
+            (bpy.app.handlers.render_stats, self._stats),
+        )
+
     def __enter__(self) -> RenderTimer:
-        bpy.app.handlers.render_pre.append(self._pre)
-        bpy.app.handlers.render_post.append(self._post)
+        for handlers, function in self._handlers():
+            handlers.append(function)
         return self
 
     def __exit__(self, *exc) -> None:
-        for handlers, function in (
-            (bpy.app.handlers.render_pre, self._pre),
-            (bpy.app.handlers.render_post, self._post),
-        ):
+        for handlers, function in self._handlers():
             if function in handlers:
                 handlers.remove(function)
 
@@ -82,6 +103,8 @@ def prepare_scene(
     scene.render.resolution_percentage = 100
     scene.render.pixel_aspect_x = scene.render.pixel_aspect_y = 1.0
     scene.cycles.samples = samples
+    # keep Cycles' session between renders: later renders sync only what changed
+    scene.render.use_persistent_data = True
     view_layer = scene.view_layers[0]
     view_layer.use_pass_z = True
     view_layer.use_pass_normal = True
@@ -116,6 +139,22 @@ def render_ground_truth(scene: bpy.types.Scene, scratch_path: str | Path) -> Gro
 
     The passes go through a hidden temporary beside ``scratch_path`` (deleted afterwards).
     """
+    scratch = temporary_path(Path(scratch_path))
+    scratch = scratch.with_name(scratch.name + ".exr")
+    try:
+        render_ground_truth_file(scene, scratch)
+        return read_ground_truth(scratch, scene.view_layers[0].name)
+    finally:
+        if scratch.exists():
+            os.unlink(scratch)
+
+
+def render_ground_truth_file(scene: bpy.types.Scene, path: str | Path) -> None:
+    """Render one point sample per pixel and save every pass as a multilayer EXR at ``path``.
+
+    :func:`read_ground_truth` reads it (it needs no Blender, so it can run on another thread).
+    The picture's settings are restored afterwards.
+    """
     cycles = scene.cycles
     saved = (cycles.samples, cycles.filter_width, cycles.use_denoising, scene.render.film_transparent)
     cycles.samples = 1
@@ -128,17 +167,17 @@ def render_ground_truth(scene: bpy.types.Scene, scratch_path: str | Path) -> Gro
     settings.file_format = "OPEN_EXR_MULTILAYER"
     settings.color_depth = "32"
     settings.exr_codec = "NONE"  # a scratch file read back at once: no time spent compressing
-    scratch = temporary_path(Path(scratch_path))
-    scratch = scratch.with_name(scratch.name + ".exr")
     try:
         bpy.ops.render.render()
-        bpy.data.images["Render Result"].save_render(str(scratch), scene=scene)
-        channels = read_exr(scratch)
+        bpy.data.images["Render Result"].save_render(str(path), scene=scene)
     finally:
-        if scratch.exists():
-            os.unlink(scratch)
         cycles.samples, cycles.filter_width, cycles.use_denoising, scene.render.film_transparent = saved
-    return _ground_truth_from_channels(channels, scene.view_layers[0].name)
+
+
+def read_ground_truth(path: str | Path, layer: str) -> GroundTruth:
+    """The ground truth in a multilayer EXR written by :func:`render_ground_truth_file`
+    (``layer``: the view layer's name). Uses no Blender API: safe on a writer thread."""
+    return _ground_truth_from_channels(read_exr(path), layer)
 
 
 def _ground_truth_from_channels(channels: dict[str, np.ndarray], layer: str) -> GroundTruth:

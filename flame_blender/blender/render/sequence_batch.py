@@ -1,8 +1,8 @@
 """Render a tracked sequence frame by frame with the batch renderer's outputs and guarantees.
 
 A thin adapter over :class:`.batch.BatchRenderer`: the sequence's frames become its per-sample
-parameters (sample i is the i-th selected frame; its frame id is in the sample JSON's
-``extra.frame_id``), and the camera is either the tracker's (``tracked``: the file's OpenCV
+parameters (sample i is the i-th selected frame; its frame id is the sample JSON's
+``frame_id``), and the camera is either the tracker's (``tracked``: the file's OpenCV
 camera of that frame, intrinsics scaled to ``--resolution``) or one fixed studio camera and light
 for the whole sequence (``studio``). Ground truth, atomic writes, resuming and ``--shard K/N``
 (over frames) are the batch renderer's. ``overlay`` composites each rendered picture over the
@@ -26,7 +26,7 @@ from ...core.render.png import read_png, write_png
 from ...core.sequences import FlameSequence, load_sequence
 from ...core.sequences.sequence import take_frames
 from ..sequence_camera import camera_local_matrices
-from .batch import BatchInputError, BatchRenderer, BatchSettings
+from .batch import BatchInputError, BatchRenderer, BatchSettings, SampleInputs, SampleJob
 
 CAMERA_MODES = ("tracked", "studio")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
@@ -111,8 +111,8 @@ class SequenceBatchRenderer(BatchRenderer):
         return dataclasses.replace(base, index=index, parameters=self.parameters[index].resized(self.n_shape, self.n_expression),
                                    extra=extra)
 
-    def _set_scene(self, spec, vertices: np.ndarray) -> None:
-        super()._set_scene(spec, vertices)
+    def _set_scene(self, spec, vertices: np.ndarray, albedo: np.ndarray | None) -> None:
+        super()._set_scene(spec, vertices, albedo)
         if self.camera_mode == "tracked":
             self._place_tracked_camera(spec.index)
 
@@ -133,10 +133,13 @@ class SequenceBatchRenderer(BatchRenderer):
         scene.camera.matrix_world = self.head.matrix_world @ Matrix(local.tolist())
         bpy.context.view_layer.update()
 
-    def render_sample(self, index: int, name: str, samples_dir: Path) -> None:
-        super().render_sample(index, name, samples_dir)
+    def render_sample(self, index: int, name: str, samples_dir: Path, inputs: SampleInputs | None = None) -> SampleJob:
+        job = super().render_sample(index, name, samples_dir, inputs)
+        # main thread (Blender loads the source frame), before the writer thread writes the
+        # sample's JSON, which marks it finished
         if self.overlay_dir is not None:
             self._write_overlay(index, name, samples_dir)
+        return job
 
     def _write_overlay(self, index: int, name: str, samples_dir: Path) -> None:
         frame_id = int(self.sequence.frame_ids[index])

@@ -1,12 +1,17 @@
 """Exact landmark visibility: a ray from the camera centre to each landmark, cast with Blender's
 BVH (``mathutils.bvhtree``) on the head's evaluated mesh, the mesh that was rendered.
 
-The batch reports it next to the picture-based rule of ``core.ground_truth`` (which looks at
+The batch casts the rays on its writer thread, on a BVH built from the sample's vertices and the
+head mesh's triangles (:func:`mesh_triangles`, :func:`ray_visibility_from_mesh`): the same
+float32 triangles Cycles rendered, without touching Blender data off the main thread
+(``mathutils`` needs none). The batch reports it next to the picture-based rule of ``core.ground_truth`` (which looks at
 the rendered depth around the landmark's pixel and so cannot see an occluder thinner than a
 pixel, or tell a landmark on the silhouette from one just behind it).
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import bpy
 import numpy as np
@@ -36,6 +41,44 @@ def ray_visibility(
     tree = BVHTree.FromObject(evaluated, depsgraph)
     inverse = Matrix(np.asarray(head.matrix_world).tolist()).inverted()
     origin = inverse @ Vector(np.asarray(camera_position_world, np.float64).tolist())
+    return _cast(tree, origin, points_object)
+
+
+def mesh_triangles(head: bpy.types.Object) -> np.ndarray:
+    """The triangles Cycles renders of the head's mesh, ``(T, 3)`` vertex indices (main
+    thread; they do not change while only vertex positions do)."""
+    mesh = head.data
+    mesh.calc_loop_triangles()
+    triangles = np.empty(len(mesh.loop_triangles) * 3, np.int32)
+    mesh.loop_triangles.foreach_get("vertices", triangles)
+    return triangles.reshape(-1, 3)
+
+
+def ray_visibility_from_mesh(
+    vertices: np.ndarray, triangles: np.ndarray, world_to_camera: np.ndarray
+) -> Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]:
+    """:func:`ray_visibility` for a mesh given as arrays, usable off Blender's main thread.
+
+    ``vertices (V, 3)`` object (FLAME) space, rounded to float32 as Blender stores them;
+    ``triangles (T, 3)`` from :func:`mesh_triangles`; ``world_to_camera (4, 4)`` maps object
+    space to the camera (its centre is where the rays start). Returns ``points (L, 3) ->
+    (visible (L,), occluded_by (L,))``; the BVH is built on the first call.
+    """
+    coordinates = np.asarray(vertices, np.float32).astype(np.float64).reshape(-1, 3).tolist()
+    polygons = np.asarray(triangles, np.int64).reshape(-1, 3).tolist()
+    centre = np.linalg.inv(np.asarray(world_to_camera, np.float64)) @ np.array([0.0, 0.0, 0.0, 1.0])
+    origin = Vector((centre[:3] / centre[3]).tolist())
+    tree: list[BVHTree] = []
+
+    def visibility(points_object: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        if not tree:
+            tree.append(BVHTree.FromPolygons(coordinates, polygons))
+        return _cast(tree[0], origin, points_object)
+
+    return visibility
+
+
+def _cast(tree: BVHTree, origin: Vector, points_object: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     # distances along the segment in object space (the head's matrix may scale)
     points = np.asarray(points_object, np.float64).reshape(-1, 3)
     visible = np.zeros(len(points), bool)

@@ -43,9 +43,9 @@ import torch  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from flame_blender.core.backend import create_backend  # noqa: E402
-from flame_blender.core.flame_numpy import FlameNumpy  # noqa: E402
-from flame_blender.core.flame_torch import FLAME  # noqa: E402
+from flame_blender.core.model.backend import create_backend  # noqa: E402
+from flame_blender.core.model.flame_numpy import FlameNumpy  # noqa: E402
+from flame_blender.core.model.flame_torch import FLAME  # noqa: E402
 from flame_blender.core.synthetic import synthetic_flame_model  # noqa: E402
 
 BATCHES = (1, 64, 1024)

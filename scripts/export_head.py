@@ -111,7 +111,7 @@ def main(argv: list[str]) -> int:
         import importlib
 
         core = importlib.import_module(f"{package.__name__}.core")
-        parameters = importlib.import_module(f"{package.__name__}.core.parameters")
+        parameters = importlib.import_module(f"{package.__name__}.core.model.parameters")
         try:
             if args.sequence is not None:
                 sequence = parameters.load_parameter_sequence(args.sequence)

@@ -110,7 +110,7 @@ def main(argv: list[str]) -> int:
 
     if args.merge_manifests:
         from flame_blender.core.errors import FlameFileError
-        from flame_blender.core.manifest import merge_manifests
+        from flame_blender.core.render.manifest import merge_manifests
 
         try:
             path, counts = merge_manifests(args.out)
@@ -120,8 +120,8 @@ def main(argv: list[str]) -> int:
         print(f"merged into {path}: {counts}")
         return 1 if counts.get("failed") or counts.get("pending") else 0
 
-    from flame_blender.core.dataset import SamplingRanges, parse_shard
     from flame_blender.core.errors import FlameParameterError
+    from flame_blender.core.render.dataset import SamplingRanges, parse_shard
 
     try:
         shard, shards = parse_shard(args.shard)

@@ -39,7 +39,7 @@ def main() -> None:
     args = parser.parse_args()
     package, _ = export_head.import_package()
     from flame_blender.core import FlameParameters
-    from flame_blender.core.png import read_png, write_png
+    from flame_blender.core.render.png import read_png, write_png
 
     rng = np.random.default_rng(4)
     shape = rng.normal(size=300)

@@ -35,8 +35,8 @@ def run_python(code: str, timeout: float = 120.0) -> subprocess.CompletedProcess
 
 
 def test_non_utf8_parameter_files_are_reported_not_raised(small_head, tmp_path):
-    from flame_blender.core.manifest import read_manifest
-    from flame_blender.core.parameters import load_parameter_sequence, load_parameters
+    from flame_blender.core.model.parameters import load_parameter_sequence, load_parameters
+    from flame_blender.core.render.manifest import read_manifest
 
     json_file = tmp_path / "latin1.json"
     json_file.write_bytes(LATIN_1)

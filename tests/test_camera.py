@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from flame_blender.core.camera import (
+from flame_blender.core.render.camera import (
     camera2pixel,
     intrinsic_matrix,
     intrinsics_from_blender,

@@ -19,9 +19,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from silhouette import distance_to_silhouette, orthographic_tree  # noqa: E402
 
 from flame_blender.core import landmarks as lm  # noqa: E402
-from flame_blender.core.flame_numpy import FlameNumpy  # noqa: E402
-from flame_blender.core.flame_torch import FLAME  # noqa: E402
-from flame_blender.core.rotation import axis_angle_to_matrix  # noqa: E402
+from flame_blender.core.model.flame_numpy import FlameNumpy  # noqa: E402
+from flame_blender.core.model.flame_torch import FLAME  # noqa: E402
+from flame_blender.core.model.rotation import axis_angle_to_matrix  # noqa: E402
 
 TOLERANCE = 0.0015  # metres
 # iBUG contour order: 0 on the head's right (-x) ... 8 the chin ... 16 on its left (+x).

@@ -44,7 +44,7 @@ def test_build_install_and_use_the_installed_copy(tmp_path, flame_dir, blender_a
         installed = importlib.import_module(installed_module)
         assert str(tmp_path / "repo") in installed.__file__
         layer = importlib.import_module(f"{installed_module}.blender")
-        params_module = importlib.import_module(f"{installed_module}.core.parameters")
+        params_module = importlib.import_module(f"{installed_module}.core.model.parameters")
 
         bpy.ops.wm.read_homefile(use_empty=True)
         assert bpy.ops.flame.import_head(filepath=str(flame_dir), n_shape=8, n_expression=4) == {"FINISHED"}

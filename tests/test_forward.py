@@ -12,8 +12,8 @@ import pytest
 import torch
 
 from flame_blender.core.errors import FlameParameterError
-from flame_blender.core.flame_numpy import FlameNumpy
-from flame_blender.core.flame_torch import FLAME
+from flame_blender.core.model.flame_numpy import FlameNumpy
+from flame_blender.core.model.flame_torch import FLAME
 
 V = 5023
 

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 import torch
 
-from flame_blender.core.backend import create_backend
 from flame_blender.core.errors import FlameParameterError
-from flame_blender.core.flame_torch import FLAME
+from flame_blender.core.model.backend import create_backend
+from flame_blender.core.model.flame_torch import FLAME
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 KINDS = ["torch_cpu", "numpy"]
@@ -159,7 +159,7 @@ def test_core_works_without_torch(tmp_path: Path) -> None:
         sys.meta_path.insert(0, RefuseTorch())
         import numpy as np
         import flame_blender.core as core
-        from flame_blender.core.backend import create_backend
+        from flame_blender.core.model.backend import create_backend
         from flame_blender.core.synthetic import synthetic_flame_model
         model = synthetic_flame_model(0)
         numpy_flame = core.FlameNumpy(model)

@@ -17,12 +17,12 @@ import torch
 from io_fakes import FakeCscNew, dumps
 from test_forward import V, as_torch, random_model, random_parameters, reference_flame
 
-from flame_blender.core.backend import create_backend
 from flame_blender.core.errors import FlameFileError, FlameParameterError
-from flame_blender.core.flame_numpy import FlameNumpy
-from flame_blender.core.flame_torch import FLAME
+from flame_blender.core.io.model_io import load_flame
 from flame_blender.core.model import lbs
-from flame_blender.core.model_io import load_flame
+from flame_blender.core.model.backend import create_backend
+from flame_blender.core.model.flame_numpy import FlameNumpy
+from flame_blender.core.model.flame_torch import FLAME
 
 PARENTS = [-1, 0, 1, 1, 1]
 STAGES = ("posed", "shaped")

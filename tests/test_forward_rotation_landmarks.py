@@ -9,11 +9,11 @@ import pytest
 import torch
 from test_forward import rodrigues_reference
 
-from flame_blender.core import landmarks as lm
-from flame_blender.core.flame_numpy import FlameNumpy
-from flame_blender.core.flame_torch import FLAME
-from flame_blender.core.rotation import axis_angle_to_matrix, matrix_to_axis_angle
-from flame_blender.core.rotation_torch import axis_angle_to_matrix as axis_angle_to_matrix_torch
+from flame_blender.core.model import landmarks as lm
+from flame_blender.core.model.flame_numpy import FlameNumpy
+from flame_blender.core.model.flame_torch import FLAME
+from flame_blender.core.model.rotation import axis_angle_to_matrix, matrix_to_axis_angle
+from flame_blender.core.model.rotation import axis_angle_to_matrix as axis_angle_to_matrix_torch
 
 
 def test_rotations_match_rodrigues_up_to_pi_in_numpy_and_torch() -> None:
@@ -75,7 +75,7 @@ def test_contour_bin_uses_global_then_neck_rotation() -> None:
     assert lm.contour_bin(yaw_rotation(-25.0), "smplx") == 25
     assert lm.contour_bin(yaw_rotation(12.0) @ yaw_rotation(8.0)) == 20
     assert lm.contour_bin(yaw_rotation(-25.0)) == 39 + 25
-    torch_contour_bin = __import__("flame_blender.core.flame_torch", fromlist=["contour_bin"]).contour_bin
+    torch_contour_bin = __import__("flame_blender.core.model.flame_torch", fromlist=["contour_bin"]).contour_bin
     rotations = torch.from_numpy(np.stack([yaw_rotation(d) for d in (-25.0, 0.0, 20.0, 50.0)]))
     assert torch_contour_bin(rotations, "smplx").tolist() == [25, 0, 59, 78]
     assert torch_contour_bin(rotations).tolist() == [64, 0, 20, 39]
@@ -105,7 +105,7 @@ def test_synthetic_folder_loads_with_every_landmark_set(synthetic: tuple[Path, F
 
 
 def test_landmarks_are_barycentric_points_of_the_posed_mesh(synthetic: tuple[Path, FLAME]) -> None:
-    from flame_blender.core.landmark_io import load_landmark_embeddings
+    from flame_blender.core.io.landmark_io import load_landmark_embeddings
 
     folder, flame = synthetic
     embeddings = load_landmark_embeddings(folder)

@@ -81,7 +81,7 @@ def test_runner_sees_a_state_change(tmp_path: Path) -> None:
         "safe_pickle.load_pickle = plain\n"
         f"runpy.run_path({str(RUNNER)!r}, run_name='__main__')\n"
     )
-    target = "flame_blender.core.plain_arrays\nfits_int64\n"
+    target = "flame_blender.core.io.plain_arrays\nfits_int64\n"
     state = b"(N}X\x0c\x00\x00\x00__qualname__X\x05\x00\x00\x00ownedstb."
     (tmp_path / "x.pkl").write_bytes(b"\x80\x02c" + target.encode() + state)
     env = {**os.environ, "PYTHONPATH": f"{RUNNER.parent.parent}{os.pathsep}{RUNNER.parent}"}

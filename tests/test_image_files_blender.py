@@ -13,8 +13,8 @@ import pytest
 
 bpy = pytest.importorskip("bpy")
 
-from flame_blender.core.exr import read_exr, write_exr  # noqa: E402
-from flame_blender.core.png import read_png, write_png  # noqa: E402
+from flame_blender.core.render.exr import read_exr, write_exr  # noqa: E402
+from flame_blender.core.render.png import read_png, write_png  # noqa: E402
 
 
 def blender_pixels(path: Path, non_color: bool) -> np.ndarray:

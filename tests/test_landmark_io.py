@@ -11,7 +11,7 @@ from file_errors import assert_file_error
 from io_fakes import legacy_tensor, npy_object_bytes, write_pickle
 
 from flame_blender.core.errors import FlameFileError
-from flame_blender.core.landmark_io import (
+from flame_blender.core.io.landmark_io import (
     LandmarkEmbedding,
     load_deca_landmark_embedding,
     load_dynamic_landmark_embedding,

@@ -19,7 +19,7 @@ from io_fakes import (
 )
 
 from flame_blender.core.errors import FlameFileError
-from flame_blender.core.model_io import find_flame_model_file, load_flame, load_flame_masks
+from flame_blender.core.io.model_io import find_flame_model_file, load_flame, load_flame_masks
 
 ARRAY_KEYS = ("v_template", "shapedirs", "posedirs", "weights", "J_regressor", "J")
 

@@ -18,16 +18,16 @@ import numpy as np
 import pytest
 from file_errors import assert_file_error
 
-from flame_blender.core.landmark_io import (
+from flame_blender.core.io.landmark_io import (
     load_deca_landmark_embedding,
     load_vhap_landmark_embedding,
 )
-from flame_blender.core.model_io import load_flame_masks
-from flame_blender.core.numpy_files import load_npy
-from flame_blender.core.ply_io import load_ply_mesh
-from flame_blender.core.safe_pickle import load_pickle_bytes
+from flame_blender.core.io.model_io import load_flame_masks
+from flame_blender.core.io.numpy_files import load_npy
+from flame_blender.core.io.ply_io import load_ply_mesh
+from flame_blender.core.io.safe_pickle import load_pickle_bytes
+from flame_blender.core.io.texture_io import load_template_mesh
 from flame_blender.core.synthetic import synthetic_flame_model
-from flame_blender.core.texture_io import load_template_mesh
 
 
 @pytest.fixture(scope="module")
@@ -249,7 +249,7 @@ def test_npy_object_array_written_by_numpy_loads(tmp_path: Path) -> None:
 
 
 def test_face_index_2_64_minus_1_does_not_wrap(tmp_path: Path) -> None:
-    from flame_blender.core.landmark_io import load_static_landmark_embedding
+    from flame_blender.core.io.landmark_io import load_static_landmark_embedding
 
     faces = np.full(51, 2**64 - 1, dtype=np.uint64)
     path = tmp_path / "flame_static_embedding.pkl"
@@ -271,7 +271,7 @@ def test_big_endian_arrays_load_as_their_values() -> None:
 
 @pytest.mark.parametrize("save", [np.savez, np.savez_compressed])
 def test_npz_written_by_numpy_loads_bit_for_bit(tmp_path: Path, save) -> None:
-    from flame_blender.core.numpy_files import load_npz
+    from flame_blender.core.io.numpy_files import load_npz
 
     rng = np.random.default_rng(7)
     arrays = {

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from flame_blender.core.errors import FlameFileError, FlameParameterError
-from flame_blender.core.parameters import (
+from flame_blender.core.model.parameters import (
     PARAMETER_NAMES,
     FlameParameters,
     load_parameter_sequence,

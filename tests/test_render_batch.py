@@ -15,11 +15,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from flame_blender.core.camera import camera2pixel
-from flame_blender.core.exr import read_exr
-from flame_blender.core.manifest import read_manifest
-from flame_blender.core.png import read_png
-from flame_blender.core.segmentation import LABELS
+from flame_blender.core.render.camera import camera2pixel
+from flame_blender.core.render.exr import read_exr
+from flame_blender.core.render.manifest import read_manifest
+from flame_blender.core.render.png import read_png
+from flame_blender.core.render.segmentation import LABELS
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = REPO_ROOT / "scripts" / "render_batch.py"

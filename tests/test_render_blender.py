@@ -8,7 +8,7 @@ import bpy  # noqa: F401  (first: Blender's own modules, e.g. addon_utils, come 
 import numpy as np
 import pytest
 
-from flame_blender.core.camera import (
+from flame_blender.core.render.camera import (
     camera2pixel,
     intrinsics_from_blender,
     world_to_camera_from_blender,
@@ -111,7 +111,7 @@ def test_render_operator_renders_a_still_and_reports_the_device(blender_addon, s
     scene.render.resolution_x, scene.render.resolution_y = 32, 24
     path = tmp_path / "still.png"
     assert bpy.ops.flame.render(filepath=str(path), samples=1) == {"FINISHED"}
-    from flame_blender.core.png import read_png
+    from flame_blender.core.render.png import read_png
 
     image = read_png(path)
     assert image.shape == (24, 32, 4)
@@ -264,7 +264,7 @@ def test_render_still_from_python_saves_to_the_panel_path(blender_addon, small_h
     bpy.ops.wm.save_as_mainfile(filepath=str(tmp_path / "scene.blend"))
     scene = bpy.context.scene
     assert bpy.ops.flame.render() == {"FINISHED"}  # no arguments: the panel's output and samples
-    from flame_blender.core.png import read_png
+    from flame_blender.core.render.png import read_png
 
     assert read_png(tmp_path / "flame_render.png").shape == (12, 16, 4)
     assert scene.flame_render.last_device

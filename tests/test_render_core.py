@@ -10,31 +10,31 @@ import zlib
 import numpy as np
 import pytest
 
-from flame_blender.core.atomic import (
+from flame_blender.core.errors import FlameFileError, FlameParameterError
+from flame_blender.core.io.atomic import (
     atomic_write_text,
     atomic_write_with,
     final_name_of_temporary,
     remove_stale_temporaries,
     temporary_path,
 )
-from flame_blender.core.contact_sheet import contact_sheet, draw_landmarks
-from flame_blender.core.dataset import (
+from flame_blender.core.render.contact_sheet import contact_sheet, draw_landmarks
+from flame_blender.core.render.dataset import (
     SamplingRanges,
     parse_shard,
     sample_id,
     sample_spec,
     shard_indices,
 )
-from flame_blender.core.errors import FlameFileError, FlameParameterError
-from flame_blender.core.exr import read_exr, write_exr
-from flame_blender.core.manifest import (
+from flame_blender.core.render.exr import read_exr, write_exr
+from flame_blender.core.render.manifest import (
     manifest_path,
     merge_manifests,
     read_manifest,
     write_manifest,
 )
-from flame_blender.core.png import decode_png, encode_png, read_png, write_png
-from flame_blender.core.segmentation import (
+from flame_blender.core.render.png import decode_png, encode_png, read_png, write_png
+from flame_blender.core.render.segmentation import (
     LABELS,
     PRIORITY,
     face_labels,
@@ -238,7 +238,7 @@ def test_contact_sheet_draws_landmarks():
 
 
 def test_landmark_visibility_uses_the_rendered_surface():
-    from flame_blender.core.ground_truth import project_landmarks, surface_depths_near
+    from flame_blender.core.render.ground_truth import project_landmarks, surface_depths_near
 
     # A tilted plane z = 1 + 0.8 x seen by a 40 x 30 camera, rendered at pixel centres.
     width, height, f = 40, 30, 50.0

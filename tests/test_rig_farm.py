@@ -15,7 +15,7 @@ from flame_blender.blender import import_head  # noqa: E402
 from flame_blender.blender import rig as rig_module  # noqa: E402
 from flame_blender.blender.head_animation import animate_head  # noqa: E402
 from flame_blender.core import FlameParameters  # noqa: E402
-from flame_blender.core.exr import read_exr  # noqa: E402
+from flame_blender.core.render.exr import read_exr  # noqa: E402
 
 FRAMES = 3
 

@@ -23,12 +23,12 @@ from io_fakes import (
     write_pickle,
 )
 
-from flame_blender.core import legacy_torch
 from flame_blender.core.errors import FlameFileError, UnsafePickleError
-from flame_blender.core.landmark_io import load_dynamic_landmark_embedding
-from flame_blender.core.model_io import load_flame
-from flame_blender.core.numpy_files import load_npy
-from flame_blender.core.safe_pickle import (
+from flame_blender.core.io import legacy_torch
+from flame_blender.core.io.landmark_io import load_dynamic_landmark_embedding
+from flame_blender.core.io.model_io import load_flame
+from flame_blender.core.io.numpy_files import load_npy
+from flame_blender.core.io.safe_pickle import (
     ChumpyArray,
     SparseCscMatrix,
     load_pickle,

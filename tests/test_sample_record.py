@@ -12,10 +12,10 @@ import math
 import numpy as np
 import pytest
 
-from flame_blender.core.dataset import sample_spec
-from flame_blender.core.exr import read_exr
-from flame_blender.core.png import read_png
-from flame_blender.core.sample_record import (
+from flame_blender.core.render.dataset import sample_spec
+from flame_blender.core.render.exr import read_exr
+from flame_blender.core.render.png import read_png
+from flame_blender.core.render.sample_record import (
     CONVENTIONS,
     SampleCamera,
     camera_normals,
@@ -24,7 +24,7 @@ from flame_blender.core.sample_record import (
     write_ground_truth_images,
     write_sample_json,
 )
-from flame_blender.core.segmentation import LABELS
+from flame_blender.core.render.segmentation import LABELS
 
 WIDTH, HEIGHT = 120, 90  # not square: catches swapped axes
 FX, FY, CX, CY = 150.0, 150.0, 60.0, 45.0

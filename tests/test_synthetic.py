@@ -152,7 +152,7 @@ def test_model_pickle_values_round_trip(flame_dir: Path, model: dict) -> None:
 
 
 def test_project_reader_loads_every_model_file(flame_dir: Path, model: dict) -> None:
-    from flame_blender.core.model_io import load_flame
+    from flame_blender.core.io.model_io import load_flame
 
     for name in ("generic_model.pkl", "flame2023.pkl", "flame2023_no_jaw.pkl"):
         loaded = load_flame(flame_dir / name)
@@ -480,7 +480,7 @@ def test_legacy_storage_stream_is_what_torch_writes() -> None:
 
 
 def test_project_readers_read_the_landmarks(flame_dir: Path) -> None:
-    from flame_blender.core.landmark_io import load_landmark_embeddings
+    from flame_blender.core.io.landmark_io import load_landmark_embeddings
 
     embeddings = load_landmark_embeddings(flame_dir)
     assert {"mediapipe", "static_51", "static_68", "dynamic_contour"} <= set(embeddings)
@@ -567,7 +567,7 @@ def test_texture_models(flame_dir: Path) -> None:
 
 
 def test_project_reader_reads_the_textures(flame_dir: Path) -> None:
-    from flame_blender.core.texture_io import load_template_mesh, load_texture_model
+    from flame_blender.core.io.texture_io import load_template_mesh, load_texture_model
 
     for name, kind in (("FLAME_texture.npz", "flame_texture"),
                        ("albedoModel2020_FLAME_albedoPart.npz", "albedomm"),

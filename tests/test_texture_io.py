@@ -10,7 +10,7 @@ import pytest
 from file_errors import assert_file_error
 
 from flame_blender.core.errors import FlameFileError, FlameParameterError
-from flame_blender.core.texture_io import load_template_mesh, load_texture_model
+from flame_blender.core.io.texture_io import load_template_mesh, load_texture_model
 
 RES = 8
 
@@ -258,7 +258,7 @@ def test_synthetic_textures(flame_dir: Path, name: str, kind: str, mean_key: str
 
 
 def test_synthetic_template_mesh_matches_the_model(flame_dir: Path) -> None:
-    from flame_blender.core.model_io import load_flame
+    from flame_blender.core.io.model_io import load_flame
 
     mesh = load_template_mesh(flame_dir)
     model = load_flame(flame_dir / "generic_model.pkl")

@@ -28,7 +28,7 @@ import numpy as np
 
 from .. import core
 from ..core.errors import FlameFileError, FlameParameterError
-from ..core.flame_numpy import SHAPE_SPACE_SIZE
+from ..core.model.flame_numpy import SHAPE_SPACE_SIZE
 from . import landmark_empties, runtime
 from .blas_threads import single_threaded_blas
 
@@ -208,7 +208,7 @@ def import_head(
 
 def _with_teeth(model_file: Path, faces: np.ndarray, corner_uvs: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None]:
     """Faces and per-corner UVs with VHAP's teeth triangles (and UVs) appended."""
-    from ..core.teeth import teeth_faces
+    from ..core.model.teeth import teeth_faces
 
     all_faces = np.asarray(runtime.get_model(model_file, teeth=True)["f"], dtype=np.int64)
     if corner_uvs is not None:

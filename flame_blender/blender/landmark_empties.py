@@ -22,10 +22,10 @@ import bpy
 import numpy as np
 
 from .. import core
-from ..core import landmark_io
 from ..core.errors import FlameFileError, FlameParameterError
-from ..core.landmarks import LandmarkSet, landmark_set_output
-from ..core.rotation import axis_angle_to_matrix
+from ..core.io import landmark_io
+from ..core.model.landmarks import LandmarkSet, landmark_set_output
+from ..core.model.rotation import axis_angle_to_matrix
 from . import runtime
 
 SET_PROPERTY = "flame_landmark_set"

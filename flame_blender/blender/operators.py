@@ -11,7 +11,7 @@ from bpy_extras.io_utils import ExportHelper, ImportHelper
 
 from .. import core
 from ..core.errors import FlameFileError, FlameParameterError
-from ..core.parameters import POSE_SIZES
+from ..core.model.parameters import POSE_SIZES
 from . import head, runtime
 from .properties import RandomizeSettings
 from .registration import register_classes, unregister_classes

@@ -14,9 +14,6 @@ Example::
 from __future__ import annotations
 
 import importlib
-import importlib.abc
-import importlib.util
-import sys
 from typing import Any
 
 # public name -> module (relative to this package) that defines it
@@ -89,74 +86,6 @@ _EXPORTS = {
 }
 
 __all__ = sorted(_EXPORTS)
-
-# core/ is grouped by topic (io/, model/, render/, synthetic/); the module paths from before the
-# grouping (``flame_blender.core.flame_torch``, ...) still import, as the same module objects.
-_MOVED = {
-    "safe_pickle": "io.safe_pickle",
-    "numpy_files": "io.numpy_files",
-    "legacy_torch": "io.legacy_torch",
-    "model_io": "io.model_io",
-    "landmark_io": "io.landmark_io",
-    "texture_io": "io.texture_io",
-    "extra_blendshapes": "io.extra_blendshapes",
-    "atomic": "io.atomic",
-    "json_lines": "io.json_lines",
-    "pickle_records": "io.pickle_records",
-    "pickle_resolve": "io.pickle_resolve",
-    "pickle_scan": "io.pickle_scan",
-    "plain_arrays": "io.plain_arrays",
-    "ply_io": "io.ply_io",
-    "reader_guard": "io.reader_guard",
-    "stand_ins": "io.stand_ins",
-    "flame_folder": "io.flame_folder",
-    "lbs": "model.lbs",
-    "rotation": "model.rotation",
-    "rotation_torch": "model.rotation_torch",
-    "model_arrays": "model.model_arrays",
-    "flame_torch": "model.flame_torch",
-    "flame_numpy": "model.flame_numpy",
-    "backend": "model.backend",
-    "landmarks": "model.landmarks",
-    "teeth": "model.teeth",
-    "parameters": "model.parameters",
-    "camera": "render.camera",
-    "ground_truth": "render.ground_truth",
-    "segmentation": "render.segmentation",
-    "dataset": "render.dataset",
-    "manifest": "render.manifest",
-    "contact_sheet": "render.contact_sheet",
-    "png": "render.png",
-    "exr": "render.exr",
-    "sample_record": "render.sample_record",
-}
-
-
-class _MovedModuleFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
-    """Resolves ``flame_blender.core.<old name>`` to the module's new place."""
-
-    def find_spec(self, fullname: str, path: Any = None, target: Any = None) -> Any:
-        prefix, _, old = fullname.rpartition(".")
-        if prefix != __name__ or old not in _MOVED:
-            return None
-        return importlib.util.spec_from_loader(fullname, self)
-
-    def create_module(self, spec: Any) -> Any:
-        module = importlib.import_module(f"{__name__}.{_MOVED[spec.name.rpartition('.')[2]]}")
-        _OWN_SPECS[module.__name__] = module.__spec__
-        return module
-
-    def exec_module(self, module: Any) -> None:
-        # the import system stamped the alias spec on the real module: give it its own back
-        module.__spec__ = _OWN_SPECS[module.__name__]
-
-
-_OWN_SPECS: dict[str, Any] = {}
-
-
-if not any(isinstance(finder, _MovedModuleFinder) for finder in sys.meta_path):
-    sys.meta_path.append(_MovedModuleFinder())
-
 
 def __getattr__(name: str) -> Any:
     module_name = _EXPORTS.get(name)

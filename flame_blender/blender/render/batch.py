@@ -48,20 +48,20 @@ import bpy
 import numpy as np
 
 from ... import core
-from ...core import landmarks as core_landmarks
-from ...core.atomic import (
+from ...core.errors import FlameFileError, FlameParameterError
+from ...core.io.atomic import (
     atomic_write_text,
     atomic_write_with,
     remove_stale_temporaries,
     temporary_path,
 )
-from ...core.dataset import SampleSpec, SamplingRanges, sample_id, sample_spec, shard_indices
-from ...core.errors import FlameFileError, FlameParameterError
-from ...core.manifest import manifest_path, write_manifest
-from ...core.parameters import FlameParameters, load_parameter_sequence
+from ...core.model import landmarks as core_landmarks
+from ...core.model.parameters import FlameParameters, load_parameter_sequence
 from ...core.render import sample_record
+from ...core.render.dataset import SampleSpec, SamplingRanges, sample_id, sample_spec, shard_indices
+from ...core.render.manifest import manifest_path, write_manifest
 from ...core.render.sample_record import SampleCamera
-from ...core.segmentation import label_table
+from ...core.render.segmentation import label_table
 from . import batch_sheet, material, passes, studio, visibility
 from . import device as cycles_device
 from .batch_scene import BatchScene

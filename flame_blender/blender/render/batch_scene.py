@@ -13,8 +13,8 @@ from __future__ import annotations
 import bpy
 import numpy as np
 
-from ...core import camera as core_camera
-from ...core.dataset import SampleSpec
+from ...core.render import camera as core_camera
+from ...core.render.dataset import SampleSpec
 from ...core.render.sample_record import SampleCamera
 from . import device as cycles_device
 from . import material, passes, studio, visibility

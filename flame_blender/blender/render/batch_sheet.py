@@ -10,9 +10,14 @@ from pathlib import Path
 
 import numpy as np
 
-from ...core.contact_sheet import colourize_labels, colourize_normals, contact_sheet, draw_landmarks
-from ...core.exr import read_exr
-from ...core.png import read_png, write_png
+from ...core.render.contact_sheet import (
+    colourize_labels,
+    colourize_normals,
+    contact_sheet,
+    draw_landmarks,
+)
+from ...core.render.exr import read_exr
+from ...core.render.png import read_png, write_png
 
 
 def write_contact_sheet(record_paths: Iterable[Path], path: str | Path, max_samples: int = 16) -> Path | None:

@@ -15,7 +15,7 @@ import bpy
 import numpy as np
 
 from ... import core
-from ...core.segmentation import LABELS, face_labels, vertex_labels
+from ...core.render.segmentation import LABELS, face_labels, vertex_labels
 
 LABEL_ATTRIBUTE = "flame_label"
 LABEL_AOV = "flame_label"

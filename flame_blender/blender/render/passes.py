@@ -27,8 +27,8 @@ from pathlib import Path
 import bpy
 import numpy as np
 
-from ...core.atomic import temporary_path
-from ...core.exr import read_exr
+from ...core.io.atomic import temporary_path
+from ...core.render.exr import read_exr
 from .material import LABEL_AOV
 
 GROUND_TRUTH_FILTER = 0.01  # px: Cycles' smallest pixel filter, i.e. one point per pixel

@@ -1,6 +1,6 @@
 """Ground truth of a rendered sample that needs no Blender: landmark projection and visibility.
 
-Conventions are those of :mod:`flame_blender.core.camera`: world = FLAME model space (what
+Conventions are those of :mod:`flame_blender.core.render.camera`: world = FLAME model space (what
 ``FLAME.forward`` returns: metres, y up, the face looking along +z); camera = OpenCV axes
 (x right, y down, z forward, visible points have z > 0); pixel (0, 0) = the top-left corner of
 the image, the first pixel's centre at (0.5, 0.5). Depth maps hold camera z in metres per pixel

@@ -5,7 +5,7 @@ The batch renderer (``flame_blender.blender.render.batch``) reads the camera fro
 the passes from Cycles; everything it then derives and writes is computed here from plain
 arrays, so it can be checked, reused and run off the render thread without Blender.
 
-Conventions are those of :mod:`flame_blender.core.camera` and are stated in every record
+Conventions are those of :mod:`flame_blender.core.render.camera` and are stated in every record
 (:data:`CONVENTIONS`).
 """
 

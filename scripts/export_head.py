@@ -21,14 +21,12 @@ import os
 import sys
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from script_support import add_repository_to_path, import_package, script_arguments  # noqa: E402
+
 FORMAT_BY_EXTENSION = {".glb": "GLB", ".gltf": "GLTF", ".fbx": "FBX_UNITY", ".abc": "ABC",
                        ".usd": "USD", ".usdc": "USD", ".usda": "USD"}
 
-
-def script_arguments(argv: list[str]) -> list[str]:
-    """Blender passes its own arguments too: ours follow ``--`` when it is there."""
-    return argv[argv.index("--") + 1 :] if "--" in argv else argv[1:]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -47,24 +45,6 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--blend", type=Path, default=None, help="also save the rigged scene here")
     return parser
 
-
-def import_package():
-    """The flame_blender package and whether we registered it (see render_batch.py)."""
-    try:
-        import addon_utils  # only inside Blender / bpy
-
-        for module in addon_utils.modules():
-            name = module.__name__
-            if name.endswith(".flame_blender") and addon_utils.check(name)[1]:
-                return module, False
-    except ImportError:
-        pass
-    if str(REPO_ROOT) not in sys.path:
-        sys.path.insert(0, str(REPO_ROOT))
-    import flame_blender
-
-    flame_blender.register()
-    return flame_blender, True
 
 
 def export_head(package, flame_dir, sequence, out: Path, file_format: str, fps: int = 24,
@@ -101,8 +81,7 @@ def export_head(package, flame_dir, sequence, out: Path, file_format: str, fps: 
 def main(argv: list[str]) -> int:
     parser = build_parser()
     args = parser.parse_args(script_arguments(argv))
-    if str(REPO_ROOT) not in sys.path:
-        sys.path.insert(0, str(REPO_ROOT))
+    add_repository_to_path()
     file_format = args.format or FORMAT_BY_EXTENSION.get(args.out.suffix.lower())
     if file_format is None:
         parser.error(f"cannot tell the format from {args.out.name!r}; pass --format")

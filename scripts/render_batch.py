@@ -18,13 +18,11 @@ import os
 import sys
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from script_support import add_repository_to_path, import_package, script_arguments  # noqa: E402
+
 DEVICES = ("AUTO", "OPTIX", "CUDA", "HIP", "ONEAPI", "METAL", "CPU")
 
-
-def script_arguments(argv: list[str]) -> list[str]:
-    """Blender passes its own arguments too: ours follow ``--`` when it is there."""
-    return argv[argv.index("--") + 1 :] if "--" in argv else argv[1:]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -80,33 +78,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def import_package():
-    """The flame_blender package and whether we registered it: an enabled installed extension
-    (already registered), else this repository's copy (registered here)."""
-    try:
-        import addon_utils  # only inside Blender / bpy
-
-        for module in addon_utils.modules():
-            name = module.__name__
-            if name.endswith(".flame_blender") and addon_utils.check(name)[1]:
-                return module, False
-    except ImportError:
-        pass
-    if str(REPO_ROOT) not in sys.path:
-        sys.path.insert(0, str(REPO_ROOT))
-    import flame_blender
-
-    flame_blender.register()
-    return flame_blender, True
-
 
 def main(argv: list[str]) -> int:
     parser = build_parser()
     args = parser.parse_args(script_arguments(argv))
     if args.out is None:
         parser.error("--out is required")
-    if str(REPO_ROOT) not in sys.path:
-        sys.path.insert(0, str(REPO_ROOT))
+    add_repository_to_path()
 
     if args.merge_manifests:
         from flame_blender.core.errors import FlameFileError

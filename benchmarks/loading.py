@@ -57,11 +57,16 @@ def _worker(tree: Path, folder: Path, repeats: int) -> dict:
     core = importlib.import_module("flame_blender.core")
     results: dict[str, dict] = {}
     for label, (module, function, argument) in READERS.items():
-        try:  # `from flame_blender.core import model_io`, as user scripts write it
-            namespace = getattr(core, module, None) or importlib.import_module(
-                f"flame_blender.core.{module}"
-            )
-        except ImportError:
+        namespace = None
+        # this tree keeps readers in core/io (parameters in core/model); older trees in core/
+        for place in (f"flame_blender.core.io.{module}", f"flame_blender.core.model.{module}",
+                      f"flame_blender.core.{module}"):  # fmt: skip
+            try:
+                namespace = importlib.import_module(place)
+                break
+            except ImportError:
+                continue
+        if namespace is None:
             continue
         reader = getattr(namespace, function, None)
         if reader is None:

@@ -27,8 +27,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import numpy as np  # noqa: E402
 from reader_table import READERS  # noqa: E402
 
-from flame_blender.core import legacy_torch, pickle_records  # noqa: E402
 from flame_blender.core.errors import FlameFileError  # noqa: E402
+from flame_blender.core.io import legacy_torch, pickle_records  # noqa: E402
 
 
 def _fingerprint(value: object) -> object:

@@ -3,16 +3,16 @@ the child runners set their limits before importing this)."""
 
 from __future__ import annotations
 
-from flame_blender.core import (
+from flame_blender.core.io import (
     landmark_io,
     model_io,
     numpy_files,
-    parameters,
     ply_io,
     safe_pickle,
     texture_io,
+    torch_zip,
 )
-from flame_blender.core.io import torch_zip
+from flame_blender.core.model import parameters
 from flame_blender.core.sequences import load_sequence
 
 READERS = {

@@ -18,7 +18,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from silhouette import distance_to_silhouette, orthographic_tree  # noqa: E402
 
-from flame_blender.core import landmarks as lm  # noqa: E402
+from flame_blender.core.model import landmarks as lm  # noqa: E402
 from flame_blender.core.model.flame_numpy import FlameNumpy  # noqa: E402
 from flame_blender.core.model.flame_torch import FLAME  # noqa: E402
 from flame_blender.core.model.rotation import axis_angle_to_matrix  # noqa: E402

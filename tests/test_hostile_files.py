@@ -75,7 +75,7 @@ def test_runner_sees_a_state_change(tmp_path: Path) -> None:
         "import sys, runpy\n"
         f"sys.argv = [{str(RUNNER)!r}, 'pickle', {str(tmp_path / 'x.pkl')!r}]\n"
         "import pickle\n"
-        "from flame_blender.core import safe_pickle, plain_arrays\n"
+        "from flame_blender.core.io import safe_pickle, plain_arrays\n"
         "def plain(path):\n"
         "    return pickle.loads(open(path, 'rb').read())\n"
         "safe_pickle.load_pickle = plain\n"

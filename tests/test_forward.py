@@ -1,6 +1,6 @@
 """The FLAME forward pass (torch module and numpy) against an independent implementation.
 
-``reference_flame`` below is written from the formulas of shared/flame-formats.md §5 in plain
+``reference_flame`` below is written from the formulas of the FLAME paper and the format notes (docs/forward-pass.md, "Steps") in plain
 numpy, the textbook way (4x4 homogeneous transforms, ``sum_j w_j A_j`` applied to ``[v, 1]``,
 Rodrigues with a normalised axis), and calls nothing from the package.
 """

@@ -7,8 +7,7 @@ import pytest
 
 bpy = pytest.importorskip("bpy")
 
-from test_forward import reference_flame  # noqa: E402
-from test_forward_inputs import teeth_model_by_hand  # noqa: E402
+from flame_reference import reference_flame, teeth_model_by_hand  # noqa: E402
 
 from flame_blender.blender import set_parameters  # noqa: E402
 from flame_blender.core import FlameParameters, load_flame  # noqa: E402

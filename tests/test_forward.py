@@ -10,115 +10,18 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from flame_reference import (  # noqa: F401 - other test modules import them from here too
+    V,
+    random_model,
+    random_parameters,
+    random_rotation_vectors,
+    reference_flame,
+    rodrigues_reference,
+)
 
 from flame_blender.core.errors import FlameParameterError
 from flame_blender.core.model.flame_numpy import FlameNumpy
 from flame_blender.core.model.flame_torch import FLAME
-
-V = 5023
-
-
-def random_model(seed: int = 0, n_vertices: int = V, n_directions: int = 400) -> dict:
-    """A FLAME-shaped model dict of random numbers (the load_flame contract, nothing more)."""
-    rng = np.random.default_rng(seed)
-    weights = rng.random((n_vertices, 5)) ** 3
-    weights /= weights.sum(axis=1, keepdims=True)
-    regressor = np.zeros((5, n_vertices))
-    for joint in range(5):
-        regressor[joint, rng.choice(n_vertices, min(20, n_vertices), replace=False)] = 1.0
-    regressor /= regressor.sum(axis=1, keepdims=True)
-    v_template = rng.normal(size=(n_vertices, 3)) * 0.1
-    return {
-        "v_template": v_template,
-        "f": rng.integers(0, n_vertices, (2 * n_vertices, 3)).astype(np.uint32),
-        "shapedirs": rng.normal(size=(n_vertices, 3, n_directions)) * 1e-3,
-        "posedirs": rng.normal(size=(n_vertices, 3, 36)) * 1e-2,
-        "weights": weights,
-        "J_regressor": regressor,
-        "J": regressor @ v_template,
-        "kintree_table": np.array([[2**32 - 1, 0, 1, 1, 1], [0, 1, 2, 3, 4]], dtype=np.int64),
-        "bs_style": "lbs",
-        "bs_type": "lrotmin",
-    }
-
-
-def rodrigues_reference(r: np.ndarray) -> np.ndarray:
-    theta = np.linalg.norm(r)
-    if theta == 0.0:
-        return np.eye(3)
-    k = r / theta
-    skew = np.array([[0, -k[2], k[1]], [k[2], 0, -k[0]], [-k[1], k[0], 0]])
-    return np.eye(3) + np.sin(theta) * skew + (1 - np.cos(theta)) * skew @ skew
-
-
-def reference_flame(
-    model: dict,
-    p: dict,
-    offsets: np.ndarray | None = None,
-    extra: np.ndarray | None = None,
-    extra_params: np.ndarray | None = None,
-    extra_stage: str = "posed",
-) -> tuple[np.ndarray, np.ndarray]:
-    """One head, float64: (vertices (V, 3), joints (5, 3)). ``p`` holds every parameter.
-
-    ``offsets (V, 3)`` join the shaped mesh before the joints are regressed (VHAP); ``extra
-    (E, V, 3)`` blend shapes weighed by ``extra_params (E,)`` join it too ("shaped") or are added
-    after skinning, before the translation ("posed", metrical-tracker's FLAME.forward).
-    """
-    shapedirs = model["shapedirs"]
-    n_s, n_e = len(p["shape_params"]), len(p["expression_params"])
-    directions = np.concatenate([shapedirs[:, :, :n_s], shapedirs[:, :, 300 : 300 + n_e]], axis=2)
-    betas = np.concatenate([p["shape_params"], p["expression_params"]])
-    v_shaped = model["v_template"] + directions @ betas
-    if offsets is not None:
-        v_shaped = v_shaped + offsets
-    extra_shift = 0.0 if extra is None else sum(c * shape for c, shape in zip(extra_params, extra, strict=True))
-    if extra_stage == "shaped":
-        v_shaped, extra_shift = v_shaped + extra_shift, 0.0
-    joints = model["J_regressor"] @ v_shaped
-    axis_angles = [p["global_pose"], p["neck_pose"], p["jaw_pose"], p["eye_pose"][:3], p["eye_pose"][3:]]
-    rotations = [rodrigues_reference(np.asarray(a, dtype=np.float64)) for a in axis_angles]
-    feature = np.concatenate([(r - np.eye(3)).ravel() for r in rotations[1:]])
-    v_posed = v_shaped + (model["posedirs"].reshape(-1, 36) @ feature).reshape(-1, 3)
-    parents = [-1, 0, 1, 1, 1]
-    world = []
-    for j in range(5):
-        local = np.eye(4)
-        local[:3, :3] = rotations[j]
-        local[:3, 3] = joints[j] - (joints[parents[j]] if parents[j] >= 0 else 0.0)
-        world.append(local if parents[j] < 0 else world[parents[j]] @ local)
-    relative = []
-    for j in range(5):
-        a = world[j].copy()
-        a[:3, 3] -= world[j][:3, :3] @ joints[j]
-        relative.append(a)
-    blended = np.einsum("vj,jab->vab", model["weights"], np.stack(relative))
-    homogeneous = np.concatenate([v_posed, np.ones((len(v_posed), 1))], axis=1)
-    vertices = np.einsum("vab,vb->va", blended, homogeneous)[:, :3] + extra_shift + p["transl"]
-    posed_joints = np.stack([w[:3, 3] for w in world]) + p["transl"]
-    return vertices, posed_joints
-
-
-def random_rotation_vectors(rng: np.random.Generator, count: int) -> np.ndarray:
-    """Axis-angle vectors with angles spread over (0, pi], including near pi."""
-    axes = rng.normal(size=(count, 3))
-    axes /= np.linalg.norm(axes, axis=1, keepdims=True)
-    angles = rng.uniform(0.0, np.pi, count)
-    angles[: max(1, count // 8)] = np.pi - rng.uniform(0, 1e-6, max(1, count // 8))
-    return axes * angles[:, None]
-
-
-def random_parameters(rng: np.random.Generator, n_shape: int = 300, n_expression: int = 100) -> dict:
-    rotations = random_rotation_vectors(rng, 5)
-    return {
-        "shape_params": rng.normal(size=n_shape),
-        "expression_params": rng.normal(size=n_expression),
-        "global_pose": rotations[0],
-        "neck_pose": rotations[1],
-        "jaw_pose": rotations[2],
-        "eye_pose": rotations[3:].reshape(-1),
-        "transl": rng.normal(size=3),
-    }
 
 
 @pytest.fixture(scope="module")

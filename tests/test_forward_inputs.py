@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from flame_reference import teeth_model_by_hand
 from io_fakes import FakeCscNew, dumps
 from test_forward import V, as_torch, random_model, random_parameters, reference_flame
 
@@ -239,37 +240,6 @@ def test_flame_2023_variants_load_and_pose_exactly(flame_dir: Path, tmp_path: Pa
 # -- VHAP's teeth -------------------------------------------------------------------------------
 
 # VHAP's lip_outside_ring_upper / _lower (vhap/model/flame.py, FlameMask.create_custom_mask)
-RING_UPPER = [1713, 1715, 1716, 1735, 1696, 1694, 1657, 3543, 2774, 2811, 2813, 2850, 2833, 2832, 2830]
-RING_LOWER = [1576, 1577, 1773, 1774, 1795, 1802, 1865, 3503, 2948, 2905, 2898, 2881, 2880, 2713, 2712]
-
-
-def teeth_model_by_hand(model: dict) -> dict:
-    """The model with 120 tooth vertices, built vertex by vertex from VHAP's add_teeth."""
-    v = model["v_template"]
-    d = float(np.mean([np.linalg.norm(v[u] - v[w]) for u, w in zip(RING_UPPER, RING_LOWER, strict=True)]))
-    height = float(np.mean([(v[u][1] + v[w][1]) / 2 for u, w in zip(RING_UPPER, RING_LOWER, strict=True)]))
-    rows: dict[str, list] = {key: [] for key in ("ur", "lr", "ue", "le")}
-    for u, w in zip(RING_UPPER, RING_LOWER, strict=True):
-        x, z = (v[u][0] + v[w][0]) / 2, (v[u][2] + v[w][2]) / 2 - 1.5 * d
-        rows["ue"].append([x, height + 0.1 * d, z])
-        rows["ur"].append([x, height + 0.1 * d + 2 * d, z])
-        rows["le"].append([x, height - 0.1 * d, z - 0.4 * d])
-        rows["lr"].append([x, height - 0.1 * d - 2 * d, z - 0.4 * d])
-    back = lambda row: [[x, y, z - d] for x, y, z in row]  # noqa: E731
-    order = [rows["ur"], rows["lr"], rows["ue"], rows["le"], back(rows["ur"]), back(rows["ue"]), back(rows["lr"]), back(rows["le"])]
-    teeth = np.array([vertex for row in order for vertex in row])
-    upper = [0, 2, 4, 5]  # which of the eight rows are upper teeth (neck joint)
-    weights = np.zeros((120, 5))
-    shape_rows = np.zeros((120, 3, model["shapedirs"].shape[2]))
-    for r in range(8):
-        for k in range(15):
-            weights[15 * r + k, 1 if r in upper else 2] = 1.0
-            ring_mean = (model["shapedirs"][RING_UPPER[k]] + model["shapedirs"][RING_LOWER[k]]) / 2
-            shape_rows[15 * r + k, :, :300] = ring_mean[:, :300]
-    return dict(model, v_template=np.concatenate([v, teeth]), weights=np.concatenate([model["weights"], weights]),
-                shapedirs=np.concatenate([model["shapedirs"], shape_rows]),
-                posedirs=np.concatenate([model["posedirs"], np.zeros((120, 3, 36))]),
-                J_regressor=np.concatenate([model["J_regressor"], np.zeros((5, 120))], axis=1))  # fmt: skip
 
 
 @pytest.fixture(scope="module")

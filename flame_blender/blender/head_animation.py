@@ -10,6 +10,7 @@ import numpy as np
 
 from ..core.errors import FlameParameterError
 from . import head as head_module
+from .keyframes import new_fcurve
 
 BAKE_MODES = ("FRAME_RANGE", "CURRENT")
 
@@ -100,12 +101,6 @@ def _values_by_frame_set(head, scene, frames: np.ndarray) -> np.ndarray:
     return np.asarray(rows, dtype=np.float64)
 
 
-def new_fcurve(id_data, action, path: str, index: int, group: str):
-    if hasattr(action, "fcurve_ensure_for_datablock"):  # Blender 4.4+: layered actions
-        return action.fcurve_ensure_for_datablock(id_data, path, index=index, group_name=group)
-    return action.fcurves.new(path, index=index, action_group=group)
-
-
 def animate_head(head, sequence, first_frame: int = 1) -> None:
     """Key a live head with one parameter set a frame (``FlameParameters`` list), from
     ``first_frame``; the scene's frame range is left alone. Used by ``scripts/export_head.py``."""
@@ -132,7 +127,7 @@ def animate_head(head, sequence, first_frame: int = 1) -> None:
     co[0::2] = frames
     for (path, index), column in columns.items():
         id_data = key if path.startswith("key_blocks") else head
-        curve = new_fcurve(id_data, id_data.animation_data.action, path, index, "FLAME")
+        curve = new_fcurve(id_data.animation_data.action, id_data, path, index, "FLAME")
         curve.keyframe_points.clear()
         co[1::2] = table[:, column]
         curve.keyframe_points.add(count)

@@ -23,8 +23,12 @@ def new_action(id_data: Any, name: str) -> bpy.types.Action:
 
 
 def new_fcurve(action: bpy.types.Action, id_data: Any, data_path: str, index: int = 0, group: str = "") -> Any:
-    if hasattr(action, "fcurve_ensure_for_datablock"):  # Blender 4.4+
-        return action.fcurve_ensure_for_datablock(id_data, data_path, index=index, group_name=group)
+    """The F-curve of ``data_path[index]`` on ``id_data`` in ``action``, created if needed."""
+    if hasattr(action, "fcurve_ensure_for_datablock"):  # Blender 4.4+: layered actions
+        try:
+            return action.fcurve_ensure_for_datablock(id_data, data_path, index=index, group_name=group)
+        except TypeError:  # 4.4 and 4.5 take no group name
+            return action.fcurve_ensure_for_datablock(id_data, data_path, index=index)
     return action.fcurves.new(data_path, index=index, action_group=group)
 
 

@@ -30,7 +30,8 @@ from ..core import rig as rig_math
 from ..core.errors import FlameParameterError
 from . import head as head_module
 from . import runtime
-from .head_animation import head_frames, new_fcurve
+from .head_animation import head_frames
+from .keyframes import new_fcurve
 
 #: Bone length (metres): only for display; FLAME joints are points.
 BONE_LENGTH = 0.03
@@ -336,7 +337,7 @@ def _keyframe_channels(armature, mesh_obj, animation, frames: np.ndarray, name: 
     linear = _enum_value("LINEAR")
     for id_data, path, index, group, values in _channel_table(armature, mesh_obj, animation):
         action = actions[id_data.as_pointer()]
-        curve = new_fcurve(id_data, action, path, index, group)
+        curve = new_fcurve(action, id_data, path, index, group)
         co[1::2] = values
         points = curve.keyframe_points
         points.add(count)
@@ -352,7 +353,7 @@ def _copy_transform_curves(head, armature) -> None:
     for source in curves:
         if source.data_path.startswith("flame."):
             continue
-        target = new_fcurve(armature, action, source.data_path, source.array_index, "Object Transforms")
+        target = new_fcurve(action, armature, source.data_path, source.array_index, "Object Transforms")
         count = len(source.keyframe_points)
         target.keyframe_points.add(count)
         for attribute, width, dtype in (

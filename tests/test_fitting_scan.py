@@ -92,3 +92,13 @@ def test_bad_scans_are_refused(numpy_model):
         fit_scan(numpy_model, points, landmarks=points[:60])
     with pytest.raises(FlameParameterError, match="no head size"):
         fit_scan(numpy_model, points * 1e5)
+
+
+@pytest.mark.parametrize("seed", [30, 31, 32, 33])
+def test_scan_without_landmarks_finds_the_orientation(numpy_model, seed):
+    """Random rotations, mm and m: the rigid search (cap facing, principal axes, probes) must
+    land on the face, the only way to a face-region median within 2 mm of the known head."""
+    target, points = scan_target(seed, numpy_model, scale=1000.0 if seed % 2 == 0 else 1.0)
+    result = fit_scan(numpy_model, points)
+    assert result.units == ("mm" if seed % 2 == 0 else "m")
+    assert face_error_mm(numpy_model, result, target) <= 2.0

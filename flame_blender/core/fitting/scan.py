@@ -40,13 +40,16 @@ KERNEL_START, KERNEL_END = 10 * MILLIMETRE, 2 * MILLIMETRE
 PROBE_ITERATIONS = 2
 PROBE_COMPONENTS = 10
 PROBE_TURN = 0.45
+#: Rigid starts probed (each briefly fitted before the best two are turned).
+START_COUNT = 6
+PROBE_KERNEL = 3 * MILLIMETRE
 
 
-def _turns() -> list[np.ndarray]:
-    """No turn, and PROBE_TURN either way about each axis: ``(3, 3)`` rotations."""
+def _turns(angle: float = PROBE_TURN) -> list[np.ndarray]:
+    """No turn, and ``angle`` either way about each axis: ``(3, 3)`` rotations."""
     from .rotation import axis_angle_to_matrix
 
-    vectors = [np.zeros(3)] + [sign * PROBE_TURN * np.eye(3)[axis] for axis in range(3) for sign in (1, -1)]
+    vectors = [np.zeros(3)] + [sign * angle * np.eye(3)[axis] for axis in range(3) for sign in (1, -1)]
     return [axis_angle_to_matrix(v) for v in vectors]
 
 
@@ -127,7 +130,7 @@ def fit_scan(
         hidden = [_eyeballs(model)] + [model.masks[n] for n in ("neck", "boundary") if n in model.masks]
         picked = rng.permutation(np.setdiff1d(np.arange(model.n_vertices), np.concatenate(hidden)))[:1500]
         face = rng.permutation(region)[:800]
-        starts = rigid_starts(rest_vertices[picked], rest_vertices[face], scan_m[:1500])
+        starts = rigid_starts(rest_vertices[picked], rest_vertices[face], scan_m[:1500], keep=START_COUNT)
         clock.progress("rigid")(1, float("nan"))
         # several starts: a short, coarse fit from each (and from each turned by PROBE_TURN about
         # the head's axes) tells the right orientation from its look-alikes
@@ -137,13 +140,24 @@ def fit_scan(
         probing = _ScanFit(model, clock, w, region, queries[:2000], scan_m[:5000], None, embedding, 1.0, probe_free)
         centre = rest_vertices[picked].mean(axis=0)
         tried = []
+
+        def probe(rotation, translation, turn):
+            turned = rotation @ turn
+            candidate = theta.copy()
+            _place(candidate, model, 1.0, turned, translation + (rotation - turned) @ centre, fit_scale)
+            candidate, score = probing.run(candidate, 0, PROBE_ITERATIONS, total=iterations, probe=True)
+            tried.append((score, candidate, turned, translation + (rotation - turned) @ centre))
+
         for rotation, translation in starts:
-            for turn in _turns():
-                turned = rotation @ turn
-                candidate = theta.copy()
-                _place(candidate, model, 1.0, turned, translation + (rotation - turned) @ centre, fit_scale)
-                candidate, score = probing.run(candidate, 0, PROBE_ITERATIONS, total=iterations, probe=True)
-                tried.append((score, candidate))
+            probe(rotation, translation, np.eye(3))
+        # the best two starts, turned by PROBE_TURN either way about each axis
+        for found in sorted(tried, key=lambda found: found[0])[:2]:
+            for turn in _turns()[1:]:
+                probe(*found[2:], turn)
+        # then half turns about the best: a start up to twice PROBE_TURN off still comes round
+        best_rotation, best_translation = min(tried, key=lambda found: found[0])[2:]
+        for turn in _turns(PROBE_TURN / 2)[1:]:
+            probe(best_rotation, best_translation, turn)
         theta = min(tried, key=lambda found: found[0])[1]
     theta, _ = fitting.run(theta, 0, iterations, total=iterations)
     result = finish(model, fitting.problem, theta, unit_scale, unit_name, clock)
@@ -200,9 +214,12 @@ class _ScanFit:
                               "start" if probe else "fit", rounds=1)
         if not probe:
             return theta, 0.0
-        # compare starts by the whole cost, priors included: a wrongly turned head can match
-        # the scan's surface too, but only with an unlikely identity
-        return theta, self.problem.cost(theta, scaled_vertices(self.model, theta))
+        # compare starts by robust two-way distances in which every point counts (a kernel that
+        # saturates rather than drops far points: a head that slides off the scan gains nothing)
+        vertices = scaled_vertices(self.model, theta)
+        _, to_head = nearest(self.queries, vertices[self.outside_eyes])
+        _, to_scan = nearest(vertices[self.region], self.scan)
+        return theta, float(np.mean(_saturating(to_head)) + np.mean(_saturating(to_scan)))
 
     def point_residual(self, theta: np.ndarray) -> float:
         """RMS point-to-plane distance (metres) of the scan points the final kernel keeps."""
@@ -242,6 +259,12 @@ def _robust(distance: np.ndarray, kernel: float) -> np.ndarray:
     """Geman-McClure weights ``(N,)`` of residuals at a kernel scale (metres)."""
     ratio = (distance / kernel) ** 2
     return 1.0 / (1.0 + ratio) ** 2
+
+
+def _saturating(distance: np.ndarray, kernel: float = PROBE_KERNEL) -> np.ndarray:
+    """Geman-McClure costs ``(N,)`` in 0..1 of distances (metres)."""
+    ratio = (distance / kernel) ** 2
+    return ratio / (1.0 + ratio)
 
 
 def _place(theta: np.ndarray, model: FitModel, s: float, rotation: np.ndarray, translation: np.ndarray, fit_scale: bool) -> None:

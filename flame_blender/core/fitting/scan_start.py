@@ -4,6 +4,12 @@ A head scan's principal axes match the model's only up to order and sign (and th
 of the head tilts them), so every proper rotation that maps the scan's axes onto the model's
 (24 of them) is tried with a few iterations of trimmed ICP; the best few are refined, and the
 lowest two-way trimmed distance wins. The scale is the unit's (a fitted scale comes later).
+
+A scan that misses the back of the head is a cap, and a sphere fitted to a cap has its centre
+behind the surface: the way from that centre to the points' mean is the way the face looks
+(within some 50 degrees, the neck and ears tilt it). The model's face region gives the same
+direction on the model, so ICP results that turn the face away from the scan are dropped before
+ICP is trusted, whose distances alone cannot tell a face from the inside of a back-to-front cap.
 """
 
 from __future__ import annotations
@@ -16,6 +22,13 @@ from .nearest import nearest
 from .rigid import similarity
 
 TRIM = 0.8  # the closest 80 % of pairs count, the rest is missing or extra geometry
+#: A cap whose mean lies less than this fraction of its sphere's radius from the centre is a
+#: whole head (no side missing): then no facing is assumed.
+CAP_FRACTION = 0.12
+#: The least cosine between the model's facing, turned, and the scan's (about 70 degrees).
+FACING = 0.34
+#: Rolls about the scan's facing tried as starts besides the principal axes' 24.
+ROLLS = 12
 
 
 def axis_rotations() -> list[np.ndarray]:
@@ -34,6 +47,33 @@ def _axes(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     centre = points.mean(axis=0)
     _, _, vt = np.linalg.svd(points - centre, full_matrices=False)
     return centre, vt  # rows: principal directions
+
+
+def cap_direction(points: np.ndarray) -> np.ndarray | None:
+    """Unit direction ``(3,)`` from the centre of the sphere fitted to ``points (N, 3)`` (an
+    algebraic least-squares fit) to their mean, or None when the points close around it."""
+    design = np.c_[2.0 * points, np.ones(len(points))]
+    solution = np.linalg.lstsq(design, (points * points).sum(1), rcond=None)[0]
+    centre = solution[:3]
+    radius = np.sqrt(max(solution[3] + centre @ centre, 1e-30))
+    offset = points.mean(axis=0) - centre
+    length = float(np.linalg.norm(offset))
+    return offset / length if length > CAP_FRACTION * radius else None
+
+
+def _about(axis: np.ndarray, angle: float) -> np.ndarray:
+    """Rotation ``(3, 3)`` by ``angle`` about the unit ``axis``."""
+    cross = np.array([[0.0, -axis[2], axis[1]], [axis[2], 0.0, -axis[0]], [-axis[1], axis[0], 0.0]])
+    return np.eye(3) + np.sin(angle) * cross + (1.0 - np.cos(angle)) * cross @ cross
+
+
+def _turning(source: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """The least rotation ``(3, 3)`` taking unit ``source`` to unit ``target``."""
+    axis = np.cross(source, target)
+    length = float(np.linalg.norm(axis))
+    if length < 1e-9:
+        return np.eye(3) if source @ target > 0 else _about(np.linalg.svd(source[None])[2][1], np.pi)
+    return _about(axis / length, float(np.arctan2(length, source @ target)))
 
 
 def _icp(model_points: np.ndarray, face_points: np.ndarray, scan: np.ndarray, rotation: np.ndarray, translation: np.ndarray, steps: int) -> tuple[np.ndarray, np.ndarray, float]:
@@ -63,12 +103,30 @@ def rigid_starts(model_points: np.ndarray, face_points: np.ndarray, scan: np.nda
     which a scan must show. The caller tells the best apart by fitting from each."""
     model_centre, model_axes = _axes(model_points)
     scan_centre, scan_axes = _axes(scan)
+    model_facing = cap_direction(face_points)
+    scan_facing = cap_direction(scan)
+
+    def facing(rotation: np.ndarray) -> float:
+        if model_facing is None or scan_facing is None:
+            return 1.0
+        return float((rotation @ model_facing) @ scan_facing)
+
     candidates = []
     for flip in axis_rotations():
         rotation = scan_axes.T @ flip @ model_axes
         translation = scan_centre - rotation @ model_centre
         candidates.append(_icp(model_points, face_points, scan, rotation, translation, steps=3))
+    if model_facing is not None and scan_facing is not None:
+        # and the face turned to look where the scan's cap does, rolled every 30 degrees
+        face_centre = face_points.mean(axis=0)
+        for roll in range(ROLLS):
+            rotation = _about(scan_facing, 2.0 * np.pi * roll / ROLLS) @ _turning(model_facing, scan_facing)
+            translation = scan_centre - rotation @ face_centre
+            candidates.append(_icp(model_points, face_points, scan, rotation, translation, steps=3))
+    # ICP may still turn a start round: keep the results that face the scan, if any do
+    candidates = [c for c in candidates if facing(c[0]) > FACING] or candidates
     candidates.sort(key=lambda found: found[2])
     refined = [_icp(model_points, face_points, scan, r, t, steps=25) for r, t, _ in candidates[:keep]]
+    refined = [c for c in refined if facing(c[0]) > FACING] or refined
     refined.sort(key=lambda found: found[2])
     return [(r, t) for r, t, _ in refined]

@@ -138,6 +138,75 @@ def test_metrical_eyelids_are_keyed_on_the_head(blender_scene, flame_dir, tmp_pa
     assert any("eyelid" in note for note in result.notes)
 
 
+def _eyelid_model(flame_dir, tmp_path):
+    """A copy of the synthetic model folder with metrical-tracker's eyelid blend shapes beside it."""
+    import shutil
+
+    folder = tmp_path / "flame_eyelids"
+    shutil.copytree(flame_dir, folder)
+    rng = np.random.default_rng(7)
+    for name in ("l_eyelid", "r_eyelid"):
+        np.save(folder / f"{name}.npy", (3e-3 * rng.standard_normal((5023, 3))).astype(np.float32))
+    return folder
+
+
+def test_metrical_eyelids_move_the_mesh_exactly(blender_scene, flame_dir, evaluated_vertices, tmp_path):
+    from flame_blender.core import FlameNumpy
+
+    folder = _eyelid_model(flame_dir, tmp_path)
+    result = import_file(_metrical(tmp_path), target="NEW", flame_dir=str(folder))
+    obj, sequence = result.head, result.sequence
+    blocks = obj.data.shape_keys.key_blocks
+    assert "l_eyelid" in blocks and "r_eyelid" in blocks and "l_eyelid" not in obj.keys()
+    assert not any("eyelid" in note for note in result.notes)
+    curve = curves_of(obj.data.shape_keys)[('key_blocks["r_eyelid"].value', 0)]
+    np.testing.assert_allclose([k.co[1] for k in curve.keyframe_points], sequence.extra_params[:, 1], atol=1e-6)
+    # the reference: metrical-tracker adds the eyelids after skinning, before the translation
+    reference = FlameNumpy(folder, n_shape=300, n_expression=100)
+    assert reference.extra_names == ["l_eyelid", "r_eyelid"]
+    without = FlameNumpy(flame_dir, n_shape=300, n_expression=100)
+    for index in range(len(sequence)):
+        blender_scene.frame_set(result.frame_start + index)
+        params = params_at(sequence, index).forward_kwargs()
+        expected = reference(**params, extra_params=sequence.extra_params[index])
+        got = evaluated_vertices(obj)
+        assert np.abs(got - expected).max() < TOLERANCE, (index, np.abs(got - expected).max())
+        assert np.abs(got - without(**params)).max() > 1e-3  # the eyelids do move it
+
+
+def test_vhap_static_offsets_play_back_exactly(blender_scene, flame_dir, evaluated_vertices, tmp_path):
+    from flame_blender.core import FlameNumpy
+
+    values = small_values(3, seed=8)
+    static = 4e-3 * np.random.default_rng(8).standard_normal((1, 5023, 3))
+    path = write_vhap(tmp_path / "tracked_flame_params.npz", values, ["0", "1", "2"], static_offset=static,
+                      dynamic_offset=np.zeros((3, 5023, 3)))  # VHAP writes zeros when it tracks none
+    result = import_file(path, target="NEW", flame_dir=str(flame_dir))
+    obj, sequence = result.head, result.sequence
+    assert "flame_offsets" in obj.data.shape_keys.key_blocks and not result.notes
+    reference = FlameNumpy(flame_dir, n_shape=300, n_expression=100)
+    offsets = static[0].astype(np.float32)  # as the file holds them
+    for index in [0, 2, 1]:
+        blender_scene.frame_set(result.frame_start + index)
+        params = params_at(sequence, index).forward_kwargs()
+        got = evaluated_vertices(obj)
+        error = np.abs(got - reference(**params, offsets=offsets)).max()
+        assert error < TOLERANCE, (index, error)
+        # offsets enter before the joints: adding them after skinning would be far off
+        assert np.abs(got - (reference(**params) + offsets)).max() > 1e-4
+
+
+def test_dynamic_offsets_are_refused_with_the_scene_unchanged(blender_scene, flame_dir, tmp_path):
+    values = small_values(2, seed=9)
+    dynamic = np.zeros((2, 5023, 3))
+    dynamic[1, 10] = 1e-3
+    path = write_vhap(tmp_path / "tracked_flame_params.npz", values, ["0", "1"], dynamic_offset=dynamic)
+    before = _scene_state()
+    with pytest.raises(FlameFileError, match="dynamic_offset"):
+        import_file(path, target="NEW", flame_dir=str(flame_dir))
+    assert _scene_state() == before
+
+
 def test_nersemble_transform_becomes_the_object_motion(blender_scene, flame_dir, flame_reference, evaluated_vertices, tmp_path):
     values = small_values(2, seed=5)
     euler = np.array([[0.1, -0.4, 0.2], [0.5, 0.3, -0.2]])

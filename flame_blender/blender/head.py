@@ -12,6 +12,14 @@ about X so the head stands up in Blender. Its shape keys are:
   included. It must be recomputed whenever a pose value or a coefficient changes:
   :func:`update_head` does that, called by the pose properties' update callbacks and by the
   handlers in :mod:`.handlers` (edits, animation, renders, undo, file load).
+
+Tracked sequences may add (see :mod:`.sequence_import`):
+
+- ``flame_offsets``: ``Basis + offsets``, per-vertex offsets added before joint regression
+  (VHAP's ``static_offset``). Its delta times its value is part of ``v_shaped``, so the pose
+  key's update passes it to the backend as ``offsets``;
+- one key per extra blend shape (``l_eyelid``, ``r_eyelid``): ``Basis + direction``, value = the
+  coefficient. Added after skinning (metrical-tracker), so the pose key ignores them.
 """
 
 from __future__ import annotations
@@ -34,6 +42,7 @@ from .blas_threads import single_threaded_blas
 
 BASIS_KEY = "Basis"
 POSE_KEY = "flame_pose"
+OFFSETS_KEY = "flame_offsets"
 SHAPE_PREFIX = "shape_"
 EXPRESSION_PREFIX = "expr_"
 #: Shape-key slider range (Blender clamps values to it; its hard limit is ±10).
@@ -281,6 +290,9 @@ class _HeadCache:
     value_buffer: np.ndarray | None = None
     mute_buffer: np.ndarray | None = None  # bool (blocks,): Blender leaves muted keys out
     positions: dict[str, int] | None = None  # shape-key name -> index in coefficients
+    offsets_index: int | None = None  # key_blocks position of OFFSETS_KEY, if the head has one
+    offsets_delta: np.ndarray | None = None  # float64 (V, 3): OFFSETS_KEY minus the reference key
+    offsets_scale: float = 0.0  # the offsets key's value (0 when muted) v_shaped was computed with
 
 
 _caches: dict[int, _HeadCache] = {}
@@ -315,6 +327,7 @@ def _cache_for(obj, key) -> _HeadCache | None:
         block_count=len(blocks),
         coefficient_index=np.array([positions[name] for name in wanted], dtype=np.int64),
         pose_index=positions[POSE_KEY],
+        offsets_index=positions.get(OFFSETS_KEY),
         value_buffer=np.empty(len(blocks), dtype=np.float32),
         mute_buffer=np.empty(len(blocks), dtype=bool),
     )
@@ -368,6 +381,12 @@ def update_head(obj: bpy.types.Object, depsgraph=None, force: bool = True) -> bo
         return False
     coefficients, pose = _read_state(obj, key, cache, depsgraph)
     coefficients_changed = cache.coefficients is None or not np.array_equal(coefficients, cache.coefficients)
+    if cache.offsets_index is not None:
+        # Blender adds value * delta of the offsets key; v_shaped must hold the same offsets
+        scale = 0.0 if cache.mute_buffer[cache.offsets_index] else float(cache.value_buffer[cache.offsets_index])
+        if scale != cache.offsets_scale:
+            cache.offsets_scale = scale
+            coefficients_changed = True
     pose_key_ok = cache.value_buffer[cache.pose_index] == 1.0
     if not force and not coefficients_changed and pose_key_ok and np.array_equal(pose, cache.pose):
         return False
@@ -383,8 +402,9 @@ def _write_pose_key(obj, key, cache: _HeadCache, coefficients: np.ndarray, pose:
     with single_threaded_blas():  # one head: threads only wait for Blender's busy cores
         if coefficients_changed or cache.v_shaped is None:
             n_shape = obj.flame.n_shape
+            offsets = _offsets(key, cache)
             cache.v_shaped = np.asarray(
-                backend.shaped(coefficients[:n_shape], coefficients[n_shape:]), dtype=np.float32
+                backend.shaped(coefficients[:n_shape], coefficients[n_shape:], offsets=offsets), dtype=np.float32
             )
             cache.coefficients = coefficients
         vertices, _ = backend.posed(cache.v_shaped, pose[0:3], pose[3:6], pose[6:9], pose[9:15], pose[15:18])
@@ -398,6 +418,21 @@ def _write_pose_key(obj, key, cache: _HeadCache, coefficients: np.ndarray, pose:
     key.update_tag()  # (points.foreach_set tags too, but that is not documented)
     cache.pose = pose
     landmark_empties.follow(obj, vertices, pose)  # the head's landmark empties, if it has any
+
+
+def _offsets(key, cache: _HeadCache) -> np.ndarray | None:
+    """The offsets ``(V, 3)`` Blender's mix adds through the offsets key, or None without one."""
+    if cache.offsets_index is None or cache.offsets_scale == 0.0:
+        return None
+    if cache.offsets_delta is None:
+        block, reference = key.key_blocks[cache.offsets_index], key.reference_key
+        count = 3 * len(block.data)
+        co, base = np.empty(count, dtype=np.float32), np.empty(count, dtype=np.float32)
+        block.data.foreach_get("co", co)
+        reference.data.foreach_get("co", base)
+        # float32 key points minus float32 basis: exactly the delta Blender's mix adds
+        cache.offsets_delta = (co.astype(np.float64) - base).reshape(-1, 3)
+    return cache.offsets_scale * cache.offsets_delta
 
 
 def _fcurves(id_data) -> list | None:

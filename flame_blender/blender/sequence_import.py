@@ -53,7 +53,14 @@ def _check_fits(obj: Any, sequence: FlameSequence) -> list[str]:
             raise FlameParameterError(f"{name} coefficients beyond ±{head.COEFFICIENT_LIMIT:g} (the shape-key range)")
     notes += _check_offsets(sequence, len(obj.data.vertices))
     if sequence.extra_params is not None and np.any(sequence.extra_params != 0):
-        notes.append(f"{', '.join(sequence.extra_names)} are keyed as object properties; the mesh does not use them yet")
+        if _extra_directions(obj, sequence) is None:
+            notes.append(
+                f"{', '.join(sequence.extra_names)} are keyed as object properties only: the model folder has no "
+                f"{'.npy, '.join(sequence.extra_names)}.npy blend shapes, so the mesh does not use them"
+            )
+        elif np.any(np.abs(sequence.extra_params) > head.COEFFICIENT_LIMIT):
+            raise FlameParameterError(f"{', '.join(sequence.extra_names)} coefficients beyond "
+                                      f"±{head.COEFFICIENT_LIMIT:g} (the shape-key range)")
     return notes
 
 
@@ -66,7 +73,63 @@ def _check_offsets(sequence: FlameSequence, head_vertices: int) -> list[str]:
             sequence.source, f"offsets are for {vertices} vertices; the head has {head_vertices} "
             f"(expected {FLAME_VERTICES}, or {FLAME_VERTICES + 120} with VHAP's teeth)"
         )
-    return ["per-vertex offsets are kept in the sequence but not applied yet (the forward pass has no offsets input)"]
+    if sequence.dynamic_offset is not None and np.any(sequence.dynamic_offset != 0):
+        # Offsets enter before joint regression: per-frame ones would need a per-frame basis,
+        # which shape keys cannot express exactly. Refuse rather than play a different head.
+        raise FlameFileError(
+            sequence.source, "dynamic_offset: per-frame vertex offsets are not supported in Blender "
+            "(only a constant static_offset is); use core.FlameNumpy(...)(offsets=...) for them"
+        )
+    return []
+
+
+def _extra_directions(obj: Any, sequence: FlameSequence) -> dict[str, np.ndarray] | None:
+    """The head model's blend shapes ``name -> (V, 3)`` for every extra coefficient of the
+    sequence (``l_eyelid.npy``... beside the model), or None when one is missing."""
+    if sequence.extra_params is None or not sequence.extra_names:
+        return None
+    found = core.find_extra_blendshapes(Path(obj.flame.model_path).parent)
+    if not all(name in found for name in sequence.extra_names):
+        return None
+    return {name: found[name] for name in sequence.extra_names}
+
+
+def _set_offset_key(obj: Any, offsets: np.ndarray | None) -> None:
+    """Give the head ``head.OFFSETS_KEY`` = Basis + ``offsets (5023, 3)`` at value 1, or remove it
+    (None or all zero). The pose key's update reads it into ``v_shaped``."""
+    blocks = obj.data.shape_keys.key_blocks
+    block = blocks.get(head.OFFSETS_KEY)
+    if offsets is None or not np.any(offsets != 0):
+        if block is not None:
+            obj.shape_key_remove(block)
+        return
+    if block is None:
+        block = obj.shape_key_add(name=head.OFFSETS_KEY, from_mix=False)
+        block.slider_min, block.slider_max = 0.0, 1.0
+    _set_relative_key(obj, block, offsets[:FLAME_VERTICES])  # VHAP's teeth rows move only the teeth
+    block.value, block.mute = 1.0, False
+
+
+def _set_relative_key(obj: Any, block: Any, delta: np.ndarray) -> None:
+    reference = obj.data.shape_keys.reference_key
+    base = np.empty(3 * len(reference.data), dtype=np.float32)
+    reference.data.foreach_get("co", base)
+    rows = np.zeros((len(reference.data), 3))
+    rows[: delta.shape[0]] = delta  # a head with teeth: the teeth rows stay put
+    block.data.foreach_set("co", (base.reshape(-1, 3) + rows).astype(np.float32).reshape(-1))
+    head.forget_caches()  # the offsets key's delta is cached by the pose-key update
+
+
+def _extra_keys(obj: Any, directions: dict[str, np.ndarray]) -> None:
+    """One relative shape key per extra blend shape: Basis + direction; its value is the coefficient."""
+    blocks = obj.data.shape_keys.key_blocks
+    for name, direction in directions.items():
+        block = blocks.get(name)
+        if block is None:
+            block = obj.shape_key_add(name=name, from_mix=False)
+            block.slider_min, block.slider_max = -head.COEFFICIENT_LIMIT, head.COEFFICIENT_LIMIT
+            block.value = 0.0
+        _set_relative_key(obj, block, direction)
 
 
 def _frame_numbers(sequence: FlameSequence, start_frame: int) -> np.ndarray:
@@ -80,10 +143,17 @@ def _clear_action(id_data: Any) -> None:
 
 def apply_sequence(obj: Any, sequence: FlameSequence, frames: np.ndarray) -> int:
     """Key the head's coefficients, pose, extra coefficients and (NeRSemble) object transform.
-    Returns the number of F-curves written."""
+    Returns the number of F-curves written.
+
+    Static offsets become the ``flame_offsets`` shape key; extra coefficients (eyelids) key one
+    shape key each when the model folder has their blend shapes, else object properties."""
     key = obj.data.shape_keys
     _clear_action(key)
     _clear_action(obj)
+    _set_offset_key(obj, sequence.static_offset)
+    directions = _extra_directions(obj, sequence)
+    if directions is not None:
+        _extra_keys(obj, directions)
     blocks = key.key_blocks
     channels = []
     for values, count, name_of in ((sequence.shape, obj.flame.n_shape, head.shape_key_name),
@@ -92,6 +162,8 @@ def apply_sequence(obj: Any, sequence: FlameSequence, frames: np.ndarray) -> int
         padded[:, : values.shape[1]] = values  # FLAME's components are ordered: zero-padding is exact
         group = "Identity" if name_of is head.shape_key_name else "Expression"
         channels += [(f'key_blocks["{name_of(i)}"].value', 0, group, padded[:, i]) for i in range(count)]
+    for i, name in enumerate(directions or ()):  # after skinning: the pose key does not read them
+        channels.append((f'key_blocks["{name}"].value', 0, "Extra", sequence.extra_params[:, i]))
 
     def set_block(path: str, _index: int, value: float) -> None:
         blocks[path[12:-8]].value = value
@@ -102,7 +174,7 @@ def apply_sequence(obj: Any, sequence: FlameSequence, frames: np.ndarray) -> int
     for name in POSE_SIZES:
         values = getattr(sequence, name)
         channels += [(f"flame.{name}", i, "FLAME Pose", values[:, i]) for i in range(values.shape[1])]
-    for i, name in enumerate(sequence.extra_names):
+    for i, name in enumerate(() if directions is not None else sequence.extra_names):
         obj[name] = 0.0
         channels.append((f'["{name}"]', 0, "FLAME Extra", sequence.extra_params[:, i]))
     if sequence.object_transform is not None:

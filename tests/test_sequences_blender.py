@@ -157,7 +157,7 @@ def test_metrical_eyelids_move_the_mesh_exactly(blender_scene, flame_dir, evalua
     result = import_file(_metrical(tmp_path), target="NEW", flame_dir=str(folder))
     obj, sequence = result.head, result.sequence
     blocks = obj.data.shape_keys.key_blocks
-    assert "l_eyelid" in blocks and "r_eyelid" in blocks and "l_eyelid" not in obj.keys()
+    assert "l_eyelid" in blocks and "r_eyelid" in blocks and obj.get("l_eyelid") is None
     assert not any("eyelid" in note for note in result.notes)
     curve = curves_of(obj.data.shape_keys)[('key_blocks["r_eyelid"].value', 0)]
     np.testing.assert_allclose([k.co[1] for k in curve.keyframe_points], sequence.extra_params[:, 1], atol=1e-6)

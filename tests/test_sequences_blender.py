@@ -172,6 +172,16 @@ def test_metrical_eyelids_move_the_mesh_exactly(blender_scene, flame_dir, evalua
         got = evaluated_vertices(obj)
         assert np.abs(got - expected).max() < TOLERANCE, (index, np.abs(got - expected).max())
         assert np.abs(got - without(**params)).max() > 1e-3  # the eyelids do move it
+    # onto the same head: a VHAP sequence with offsets, then one without; no eyelids left over
+    static = 4e-3 * np.random.default_rng(3).standard_normal((1, 5023, 3)).astype(np.float32)
+    for name, offsets in (("with.npz", static), ("without.npz", None)):
+        path = write_vhap(tmp_path / name, small_values(2, seed=6), ["0", "1"], static_offset=offsets)
+        again = import_file(path, target="ACTIVE")
+        assert ("flame_offsets" in blocks) == (offsets is not None)
+        blender_scene.frame_set(again.frame_start + 1)
+        params = params_at(again.sequence, 1).forward_kwargs()
+        expected = without(**params, offsets=None if offsets is None else offsets[0])
+        assert np.abs(evaluated_vertices(obj) - expected).max() < TOLERANCE, name
 
 
 def test_vhap_static_offsets_play_back_exactly(blender_scene, flame_dir, evaluated_vertices, tmp_path):

@@ -14,6 +14,7 @@ from mathutils import Matrix
 
 from .. import core
 from ..core.errors import FlameFileError, FlameParameterError
+from ..core.io.extra_blendshapes import KNOWN_EXTRA_BLENDSHAPES
 from ..core.model.parameters import POSE_SIZES
 from ..core.sequences import FlameSequence, load_sequence
 from ..core.sequences.codes import parse_key_map
@@ -155,6 +156,9 @@ def apply_sequence(obj: Any, sequence: FlameSequence, frames: np.ndarray) -> int
     if directions is not None:
         _extra_keys(obj, directions)
     blocks = key.key_blocks
+    for name in KNOWN_EXTRA_BLENDSHAPES:  # a previous sequence's eyelids: their keys are gone
+        if name in blocks and (directions is None or name not in directions):
+            blocks[name].value = 0.0
     channels = []
     for values, count, name_of in ((sequence.shape, obj.flame.n_shape, head.shape_key_name),
                                    (sequence.expression, obj.flame.n_expression, head.expression_key_name)):

@@ -172,6 +172,10 @@ def test_metrical_eyelids_move_the_mesh_exactly(blender_scene, flame_dir, evalua
         got = evaluated_vertices(obj)
         assert np.abs(got - expected).max() < TOLERANCE, (index, np.abs(got - expected).max())
         assert np.abs(got - without(**params)).max() > 1e-3  # the eyelids do move it
+    vertices = _exported_vertices(obj, blender_scene, tmp_path)
+    for index in range(len(sequence)):
+        expected = reference(**params_at(sequence, index).forward_kwargs(), extra_params=sequence.extra_params[index])
+        assert np.abs(vertices[index] - expected).max() < TOLERANCE, index
     # onto the same head: a VHAP sequence with offsets, then one without; no eyelids left over
     static = 4e-3 * np.random.default_rng(3).standard_normal((1, 5023, 3)).astype(np.float32)
     for name, offsets in (("with.npz", static), ("without.npz", None)):
@@ -204,6 +208,22 @@ def test_vhap_static_offsets_play_back_exactly(blender_scene, flame_dir, evaluat
         assert error < TOLERANCE, (index, error)
         # offsets enter before the joints: adding them after skinning would be far off
         assert np.abs(got - (reference(**params) + offsets)).max() > 1e-4
+    vertices = _exported_vertices(obj, blender_scene, tmp_path)
+    for index in range(3):
+        expected = reference(**params_at(sequence, index).forward_kwargs(), offsets=offsets)
+        assert np.abs(vertices[index] - expected).max() < TOLERANCE, index
+    from flame_blender.blender.sequence_export import export_sequence
+
+    written, _ = export_sequence(obj, blender_scene, tmp_path / "again.npz", "VHAP")
+    np.testing.assert_allclose(load_sequence(written).static_offset, offsets, atol=1e-7)
+
+
+def _exported_vertices(obj, scene, tmp_path):
+    from flame_blender.blender.sequence_export import export_sequence
+
+    written, _ = export_sequence(obj, scene, tmp_path / "vertices.npz", "NPZ_VERTICES")
+    with np.load(written) as archive:
+        return archive["vertices"]
 
 
 def test_dynamic_offsets_are_refused_with_the_scene_unchanged(blender_scene, flame_dir, tmp_path):

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from ..core.errors import FlameParameterError
+from ..core.io.extra_blendshapes import KNOWN_EXTRA_BLENDSHAPES, find_extra_blendshapes
 from ..core.model.parameters import POSE_SIZES
 from ..core.sequences import FlameSequence, save_sequence, save_vertices
 from . import head, runtime
@@ -61,13 +62,38 @@ def sequence_from_head(obj: Any, scene: Any) -> FlameSequence:
     first_id = info.first_frame_id if info.frames else 0
     start = info.frame_start if info.frames else frames[0]
     ids = np.round(frames - start + first_id).astype(np.int64)
-    extra_names = tuple(name for name in ("l_eyelid", "r_eyelid") if name in obj)
-    extra = None
-    if extra_names:
-        extra = np.stack([channel(object_curves.get((f'["{n}"]', 0)), float(obj[n])) for n in extra_names], axis=1)
+    extra_names, extra = _extra_channels(obj, blocks, key_curves, object_curves, channel)
     fps = scene.render.fps / scene.render.fps_base
     return FlameSequence(**values, frame_ids=ids, fps=fps, format="FLAME_BLENDER",
-                         extra_names=extra_names if extra is not None else (), extra_params=extra, source=None)
+                         extra_names=extra_names if extra is not None else (), extra_params=extra,
+                         static_offset=_static_offset(obj), source=None)
+
+
+def _extra_channels(obj: Any, blocks: Any, key_curves: dict, object_curves: dict, channel) -> tuple[tuple, np.ndarray | None]:
+    """Extra coefficients ``(F, E)``: from the head's eyelid shape keys (applied to the mesh), else
+    from its custom properties (kept when the model has no eyelid blend shapes)."""
+    names = tuple(name for name in KNOWN_EXTRA_BLENDSHAPES if name in blocks)
+    if names:
+        columns = [channel(key_curves.get((f'key_blocks["{n}"].value', 0)), 0.0 if blocks[n].mute else blocks[n].value)
+                   for n in names]
+        return names, np.stack(columns, axis=1)
+    names = tuple(name for name in KNOWN_EXTRA_BLENDSHAPES if name in obj)
+    if not names:
+        return (), None
+    return names, np.stack([channel(object_curves.get((f'["{n}"]', 0)), float(obj[n])) for n in names], axis=1)
+
+
+def _static_offset(obj: Any) -> np.ndarray | None:
+    """``(V, 3)`` offsets the head's ``flame_offsets`` key adds (delta × value), or None."""
+    key = obj.data.shape_keys
+    block = key.key_blocks.get(head.OFFSETS_KEY)
+    if block is None or block.mute or block.value == 0.0:
+        return None
+    count = 3 * len(block.data)
+    co, base = np.empty(count, dtype=np.float32), np.empty(count, dtype=np.float32)
+    block.data.foreach_get("co", co)
+    key.reference_key.data.foreach_get("co", base)
+    return (block.value * (co.astype(np.float64) - base)).reshape(-1, 3)
 
 
 def export_sequence(obj: Any, scene: Any, filepath: str | Path, format: str) -> tuple[Path, int]:
@@ -95,7 +121,13 @@ def _vertex_model(model_path: str, sequence: FlameSequence):
 
     key = runtime.model_key(model_path)
     fixed = sequence.fixed_shape and len(sequence) > 1
-    cache_key = (key, sequence.n_shape, sequence.n_expression, sequence.shape[0].tobytes() if fixed else None)
+    extras = {}
+    if sequence.extra_names:  # applied to the mesh only when the model has their blend shapes
+        found = find_extra_blendshapes(Path(key).parent)
+        if all(name in found for name in sequence.extra_names):
+            extras = {name: found[name] for name in sequence.extra_names}
+    cache_key = (key, sequence.n_shape, sequence.n_expression, sequence.shape[0].tobytes() if fixed else None,
+                 tuple(extras))
     model = _models.get(cache_key)
     if model is None:
         source = dict(runtime.get_model(key))
@@ -107,7 +139,7 @@ def _vertex_model(model_path: str, sequence: FlameSequence):
         landmarks = load_landmarks_beside(Path(key).parent)
         _models.clear()  # one model at a time: each holds the model's arrays
         model = _models[cache_key] = FlameNumpy(source, n_shape=n_shape, n_expression=sequence.n_expression,
-                                                dtype=np.float32, landmarks=landmarks)
+                                                dtype=np.float32, landmarks=landmarks, extra_blendshapes=extras)
     return model, fixed
 
 
@@ -119,8 +151,14 @@ def sequence_vertices(model_path: str, sequence: FlameSequence, chunk: int = 250
     for start in range(0, len(sequence), chunk):
         part = slice(start, start + chunk)
         shape = {} if fixed else {"shape_params": sequence.shape[part]}
+        more = {}
+        if model.extra_names:
+            more["extra_params"] = sequence.extra_params[part]
+        if sequence.static_offset is not None:  # (exported heads have no dynamic offsets)
+            more["offsets"] = np.broadcast_to(sequence.static_offset[: model.arrays.n_vertices],
+                                              (sequence.expression[part].shape[0], model.arrays.n_vertices, 3))
         out = model.run(**shape, expression_params=sequence.expression[part],
-                        **{name: getattr(sequence, name)[part] for name in POSE_SIZES})
+                        **{name: getattr(sequence, name)[part] for name in POSE_SIZES}, **more)
         vertices.append(np.asarray(out.vertices, dtype=np.float32))
         for name, points in out.landmarks.items():
             landmarks.setdefault(name, []).append(np.asarray(points, dtype=np.float32))

@@ -170,6 +170,12 @@ def test_shards_give_the_same_samples(full_run, flame_dir, tmp_path):
         assert (tmp_path / "samples" / record_path.name).read_bytes() == record_path.read_bytes()
 
 
+def finished_samples(out) -> list:
+    """Sample JSON files under their final names. pathlib's ``*`` also matches the hidden
+    ``.NAME.<pid>.tmp.json`` of a write still in progress, which is not a finished sample."""
+    return sorted(p for p in (out / "samples").glob("*.json") if not p.name.startswith("."))
+
+
 def test_resume_after_a_kill_equals_an_uninterrupted_run(full_run, flame_dir, tmp_path):
     out, _ = full_run
     process = subprocess.Popen(
@@ -178,13 +184,13 @@ def test_resume_after_a_kill_equals_an_uninterrupted_run(full_run, flame_dir, tm
     )
     try:
         deadline = time.monotonic() + 240
-        while not list((tmp_path / "samples").glob("*.json")) and time.monotonic() < deadline:
+        while not finished_samples(tmp_path) and time.monotonic() < deadline:
             assert process.poll() is None, "the run ended before it could be killed"
             time.sleep(0.005)
         process.send_signal(signal.SIGKILL)
     finally:
         process.wait(timeout=30)
-    finished = sorted((tmp_path / "samples").glob("*.json"))
+    finished = finished_samples(tmp_path)
     assert 1 <= len(finished) < COUNT
     # Whatever is under a final name is complete; partial files only ever have hidden names.
     for path in (tmp_path / "samples").iterdir():

@@ -142,3 +142,27 @@ def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool 
     if not collection_path.name.startswith("test_"):
         return None
     return BLENDER_FACING.search(collection_path.read_text(encoding="utf-8")) is None
+
+
+# --- Leaving the bpy 4.2 module. After a passing session, the 4.2 module's own teardown at
+# interpreter exit can crash (SIGSEGV) once the suite has registered and unregistered the
+# extension many times; 4.5 and 5.0 exit cleanly. The session's result is known by then, so on
+# 4.2 the process ends with it directly instead of running that teardown. Scripts users write are
+# covered separately: tests/test_blender_usability.py runs the README example in its own process.
+_SESSION_STATUS: list[int] = []
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    _SESSION_STATUS.append(int(exitstatus))
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_unconfigure(config: pytest.Config) -> None:
+    import sys
+
+    bpy = sys.modules.get("bpy")
+    if bpy is None or not _SESSION_STATUS or tuple(bpy.app.version[:2]) >= (4, 5):
+        return
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(_SESSION_STATUS[-1])

@@ -242,12 +242,7 @@ def prepare_still(scene: bpy.types.Scene, samples: int, device: str) -> cycles_d
     scene.render.engine = "CYCLES"
     choice = cycles_device.select_cycles_device(scene, device)
     scene.cycles.samples = samples
-    settings = scene.render.image_settings
-    if hasattr(settings, "media_type"):
-        settings.media_type = "IMAGE"
-    settings.file_format = "PNG"
-    settings.color_mode = "RGBA"
-    settings.color_depth = "8"
+    passes.use_png_rgba8(scene.render.image_settings)
     return choice
 
 

@@ -93,6 +93,15 @@ class RenderTimer:
                 handlers.remove(function)
 
 
+
+def use_png_rgba8(settings) -> None:
+    """Image settings for an 8-bit RGBA PNG (Blender 5.0 first needs a plain-image media type)."""
+    if hasattr(settings, "media_type"):
+        settings.media_type = "IMAGE"
+    settings.file_format = "PNG"
+    settings.color_mode = "RGBA"
+    settings.color_depth = "8"
+
 def prepare_scene(
     scene: bpy.types.Scene, width: int, height: int, samples: int
 ) -> bpy.types.ViewLayer:
@@ -123,13 +132,8 @@ def render_picture(
     scene.cycles.filter_width = 1.5
     scene.cycles.use_denoising = denoise
     scene.render.film_transparent = transparent
-    settings = scene.render.image_settings
-    if hasattr(settings, "media_type"):
-        settings.media_type = "IMAGE"
-    settings.file_format = "PNG"
-    settings.color_mode = "RGBA"
-    settings.color_depth = "8"
-    settings.compression = 15
+    use_png_rgba8(scene.render.image_settings)
+    scene.render.image_settings.compression = 15
     bpy.ops.render.render()
     bpy.data.images["Render Result"].save_render(str(path), scene=scene)
 

@@ -175,17 +175,7 @@ class FLAME(torch.nn.Module):
         ``(V, 3)`` or ``(B, V, 3)`` (VHAP's static + dynamic offsets) are added to the shaped
         vertices before the joints are regressed.
         """
-        values, batch, batched = self._parse(
-            shape_params=shape_params,
-            expression_params=expression_params,
-            global_pose=global_pose,
-            neck_pose=neck_pose,
-            jaw_pose=jaw_pose,
-            eye_pose=eye_pose,
-            transl=transl,
-            extra_params=extra_params,
-            offsets=offsets,
-        )
+        values, batch, batched = self._parse(**_arguments(locals()))
         vertices, _, _ = self._forward(values, batch)
         return vertices if batched else vertices[0]
 
@@ -202,17 +192,7 @@ class FLAME(torch.nn.Module):
         offsets: Any = None,
     ) -> FlameOutput:
         """Vertices, posed joints and every loaded landmark set (see :mod:`.landmarks`)."""
-        values, batch, batched = self._parse(
-            shape_params=shape_params,
-            expression_params=expression_params,
-            global_pose=global_pose,
-            neck_pose=neck_pose,
-            jaw_pose=jaw_pose,
-            eye_pose=eye_pose,
-            transl=transl,
-            extra_params=extra_params,
-            offsets=offsets,
-        )
+        values, batch, batched = self._parse(**_arguments(locals()))
         vertices, joints, neck_rotations = self._forward(values, batch)
         landmarks = self.evaluate_landmarks(vertices, neck_rotations)
         if not batched:
@@ -410,6 +390,11 @@ def contour_bin(neck_rotations: torch.Tensor, convention: str = "deca") -> torch
     :func:`.landmarks.contour_bin` makes (no gradient flows through a table index)."""
     bins = contour_bin_numpy(neck_rotations.detach().cpu().numpy().astype(np.float64), convention)
     return torch.as_tensor(np.asarray(bins, dtype=np.int64), device=neck_rotations.device)
+
+
+def _arguments(frame_locals: dict[str, Any]) -> dict[str, Any]:
+    """The model inputs of a ``forward``/``run`` call: its keyword arguments, ``self`` left out."""
+    return {name: value for name, value in frame_locals.items() if name != "self"}
 
 
 def _pose_vectors(values: Mapping[str, torch.Tensor], batch: int) -> torch.Tensor | None:

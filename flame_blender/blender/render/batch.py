@@ -31,7 +31,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 import sys
 import threading
 import time
@@ -51,17 +50,19 @@ from ... import core
 from ...core.errors import FlameFileError, FlameParameterError
 from ...core.io.atomic import (
     atomic_write_text,
-    atomic_write_with,
     remove_stale_temporaries,
     temporary_path,
 )
 from ...core.model import landmarks as core_landmarks
 from ...core.model.parameters import FlameParameters, load_parameter_sequence
+from ...core.render import camera as core_camera
 from ...core.render import sample_record
 from ...core.render.dataset import SampleSpec, SamplingRanges, sample_id, sample_spec, shard_indices
 from ...core.render.manifest import manifest_path, write_manifest
+from ...core.render.png import write_png
 from ...core.render.sample_record import SampleCamera
 from ...core.render.segmentation import label_table
+from ...core.render.tga import read_tga
 from . import batch_sheet, material, passes, studio, visibility
 from . import device as cycles_device
 from .batch_scene import BatchScene
@@ -154,7 +155,9 @@ class SampleJob:
     landmark_points: dict[str, np.ndarray]  # --landmarks name -> (L, 3) FLAME space
     vertices: np.ndarray  # (5023, 3) FLAME space, the rendered mesh
     paths: dict[str, Path]  # FILE_KINDS kind -> final path
+    picture: Path  # the picture (uncompressed TGA), deleted once written as the PNG
     scratch: Path  # the ground-truth passes (multilayer EXR), deleted once read
+    region: tuple[int, int, int, int] | None  # the pixels the ground truth rendered, None: all
     head_centre: np.ndarray  # (3,) FLAME space, where the studio camera aims
 
 
@@ -500,23 +503,22 @@ class BatchRenderer(BatchScene):
                 )
             self._mesh_checked = True
         paths = {kind: samples_dir / f"{name}.{suffix}" for kind, suffix in FILE_KINDS.items()}
-        with self._phase("picture (render + save)"):
-            atomic_write_with(
-                paths["rgb"],
-                lambda temporary: passes.render_picture(
-                    scene, temporary, s.samples, s.transparent, s.denoise
-                ),
-            )
-        scratch = temporary_path(samples_dir / f"{name}.passes.exr")
-        scratch = scratch.with_name(scratch.name + ".exr")
-        with self._phase("ground truth (render + save)"):
-            try:
-                passes.render_ground_truth_file(scene, scratch)
-            except BaseException:
-                scratch.unlink(missing_ok=True)
-                raise
+        # Blender writes both renders as uncompressed scratch files (hidden, so a resumed run
+        # removes a killed run's); the writer thread makes the sample's files from them.
+        picture, scratch = _scratch_path(samples_dir, name, "picture.tga"), _scratch_path(samples_dir, name, "passes.exr")
+        region = _head_region(camera, vertices)  # the ground truth renders only the head's pixels
+        try:
+            with self._phase("picture (render + save)"):
+                passes.render_picture_scratch(scene, picture, s.samples, s.transparent, s.denoise)
+            with self._phase("ground truth (render + save)"):
+                passes.render_ground_truth_file(scene, scratch, region)
+        except BaseException:
+            picture.unlink(missing_ok=True)
+            scratch.unlink(missing_ok=True)
+            raise
         return SampleJob(
-            spec, name, camera, landmark_points, vertices, paths, scratch, studio.head_centre(vertices)
+            spec, name, camera, landmark_points, vertices, paths, picture, scratch, region,
+            studio.head_centre(vertices),
         )
 
     def write_sample(self, job: SampleJob) -> None:
@@ -525,10 +527,12 @@ class BatchRenderer(BatchScene):
         s = self.settings
         with self._phase("write outputs (writer thread)"):
             try:
-                truth = passes.read_ground_truth(job.scratch, self.view_layer_name)
+                # zlib level 1, as Blender's own PNG writer at its default compression (15 %)
+                write_png(job.paths["rgb"], read_tga(job.picture), compression=1)
+                truth = passes.read_ground_truth(job.scratch, self.view_layer_name, job.region, s.resolution)
             finally:
-                if job.scratch.exists():
-                    os.unlink(job.scratch)
+                job.picture.unlink(missing_ok=True)
+                job.scratch.unlink(missing_ok=True)
             normals = sample_record.camera_normals(truth.normals_world, job.camera)
             sample_record.write_ground_truth_images(job.paths, truth.depth, normals, truth.labels)
             # the jaw contour seen from this sample's camera, and the exact ray cast on the
@@ -568,6 +572,19 @@ class BatchRenderer(BatchScene):
             folder / f"{sample_id(index, s.count)}.json" for index in shard_indices(s.count, s.shard, s.shards)
         )
         return batch_sheet.write_contact_sheet(records, path, max_samples)
+
+
+def _head_region(camera: SampleCamera, vertices: np.ndarray) -> tuple[int, int, int, int] | None:
+    """The pixels that can see the head (``(5023, 3)`` FLAME-space ``vertices``): the only
+    ones the ground-truth render needs, the rest being background."""
+    points = vertices @ camera.world_to_camera[:3, :3].T + camera.world_to_camera[:3, 3]
+    return core_camera.pixel_region(points, *camera.intrinsics, camera.width, camera.height)
+
+
+def _scratch_path(folder: Path, name: str, suffix: str) -> Path:
+    """A hidden temporary for one of sample ``name``'s scratch files, ending in its suffix."""
+    path = temporary_path(folder / f"{name}.{suffix}")
+    return path.with_name(path.name + path.suffix)
 
 
 def _clock(seconds: float) -> str:

@@ -19,7 +19,6 @@ Depth, normals and labels come back as arrays through a multilayer EXR that Blen
 
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,12 +26,12 @@ from pathlib import Path
 import bpy
 import numpy as np
 
-from ...core.io.atomic import temporary_path
 from ...core.render.exr import read_exr
 from .material import LABEL_AOV
 
 GROUND_TRUTH_FILTER = 0.01  # px: Cycles' smallest pixel filter, i.e. one point per pixel
 BACKGROUND_DEPTH = 1e9  # Cycles writes 1e10 where a ray hits nothing
+NO_HIT_DEPTH = 1e10
 
 
 @dataclass
@@ -128,60 +127,118 @@ def render_picture(
     scene: bpy.types.Scene, path: str | Path, samples: int, transparent: bool, denoise: bool = True
 ) -> None:
     """Render the picture and save it as an 8-bit RGBA PNG at ``path``."""
+    use_png_rgba8(scene.render.image_settings)
+    scene.render.image_settings.compression = 15
+    _render_picture(scene, samples, transparent, denoise)
+    bpy.data.images["Render Result"].save_render(str(path), scene=scene)
+
+
+def render_picture_scratch(
+    scene: bpy.types.Scene, path: str | Path, samples: int, transparent: bool, denoise: bool = True
+) -> None:
+    """Render the picture and save it as an uncompressed 8-bit RGBA TGA at ``path``: the same
+    colour-managed pixels as :func:`render_picture`'s PNG, but written in about half the time,
+    since Blender's thread does no compression. :func:`core.render.tga.read_tga` reads it back
+    (on any thread) for the PNG."""
+    settings = scene.render.image_settings
+    if hasattr(settings, "media_type"):
+        settings.media_type = "IMAGE"
+    settings.file_format = "TARGA_RAW"
+    settings.color_mode = "RGBA"
+    settings.color_depth = "8"
+    _render_picture(scene, samples, transparent, denoise)
+    bpy.data.images["Render Result"].save_render(str(path), scene=scene)
+
+
+def _render_picture(scene: bpy.types.Scene, samples: int, transparent: bool, denoise: bool) -> None:
     scene.cycles.samples = samples
     scene.cycles.filter_width = 1.5
     scene.cycles.use_denoising = denoise
     scene.render.film_transparent = transparent
-    use_png_rgba8(scene.render.image_settings)
-    scene.render.image_settings.compression = 15
     bpy.ops.render.render()
-    bpy.data.images["Render Result"].save_render(str(path), scene=scene)
 
 
-def render_ground_truth(scene: bpy.types.Scene, scratch_path: str | Path) -> GroundTruth:
-    """Render one point sample per pixel and read back depth, normals and labels.
-
-    The passes go through a hidden temporary beside ``scratch_path`` (deleted afterwards).
-    """
-    scratch = temporary_path(Path(scratch_path))
-    scratch = scratch.with_name(scratch.name + ".exr")
-    try:
-        render_ground_truth_file(scene, scratch)
-        return read_ground_truth(scratch, scene.view_layers[0].name)
-    finally:
-        if scratch.exists():
-            os.unlink(scratch)
-
-
-def render_ground_truth_file(scene: bpy.types.Scene, path: str | Path) -> None:
+def render_ground_truth_file(
+    scene: bpy.types.Scene, path: str | Path, region: tuple[int, int, int, int] | None = None
+) -> None:
     """Render one point sample per pixel and save every pass as a multilayer EXR at ``path``.
 
-    :func:`read_ground_truth` reads it (it needs no Blender, so it can run on another thread).
-    The picture's settings are restored afterwards.
+    ``region``: ``(x0, y0, x1, y1)`` pixels (top-left origin, x1 and y1 exclusive) outside which
+    nothing but background can be seen (:func:`core.render.camera.pixel_region`): only those
+    pixels are rendered and saved, and :func:`read_ground_truth` puts background around them.
+    :func:`read_ground_truth` reads the file (it needs no Blender, so it can run on another
+    thread). The picture's settings are restored afterwards.
     """
-    cycles = scene.cycles
-    saved = (cycles.samples, cycles.filter_width, cycles.use_denoising, scene.render.film_transparent)
+    cycles, render = scene.cycles, scene.render
+    saved = (cycles.samples, cycles.filter_width, cycles.use_denoising, render.film_transparent)
     cycles.samples = 1
     cycles.filter_width = GROUND_TRUTH_FILTER
     cycles.use_denoising = False
-    scene.render.film_transparent = True
-    settings = scene.render.image_settings
+    render.film_transparent = True
+    settings = render.image_settings
     if hasattr(settings, "media_type"):
         settings.media_type = "MULTI_LAYER_IMAGE"
     settings.file_format = "OPEN_EXR_MULTILAYER"
     settings.color_depth = "32"
     settings.exr_codec = "NONE"  # a scratch file read back at once: no time spent compressing
+    border = [getattr(render, name) for name in _BORDER]
+    if region is not None:
+        _use_border(render, region)
     try:
         bpy.ops.render.render()
         bpy.data.images["Render Result"].save_render(str(path), scene=scene)
     finally:
-        cycles.samples, cycles.filter_width, cycles.use_denoising, scene.render.film_transparent = saved
+        cycles.samples, cycles.filter_width, cycles.use_denoising, render.film_transparent = saved
+        for name, value in zip(_BORDER, border, strict=True):
+            setattr(render, name, value)
 
 
-def read_ground_truth(path: str | Path, layer: str) -> GroundTruth:
+_BORDER = ("use_border", "use_crop_to_border", "border_min_x", "border_max_x", "border_min_y", "border_max_y")
+
+
+def _use_border(render, region: tuple[int, int, int, int]) -> None:
+    """Render only ``region`` and save just those pixels. Blender's border is a fraction of the
+    image, bottom-left origin, turned into whole pixels by truncation (or rounding): a quarter
+    pixel past each wanted pixel edge gives that edge either way."""
+    x0, y0, x1, y1 = region
+    width, height = render.resolution_x, render.resolution_y
+    render.use_border = True
+    render.use_crop_to_border = True
+    render.border_min_x, render.border_max_x = (x0 + 0.25) / width, (x1 + 0.25) / width
+    render.border_min_y, render.border_max_y = (height - y1 + 0.25) / height, (height - y0 + 0.25) / height
+
+
+def read_ground_truth(
+    path: str | Path, layer: str, region: tuple[int, int, int, int] | None = None,
+    size: tuple[int, int] | None = None,
+) -> GroundTruth:
     """The ground truth in a multilayer EXR written by :func:`render_ground_truth_file`
-    (``layer``: the view layer's name). Uses no Blender API: safe on a writer thread."""
-    return _ground_truth_from_channels(read_exr(path), layer)
+    (``layer``: the view layer's name). With the ``region`` it was rendered with, the image of
+    ``size`` (width, height) is background around it. Uses no Blender API: safe on a writer
+    thread."""
+    channels = read_exr(path)
+    if region is not None:
+        channels = _embed(channels, region, size, path)
+    return _ground_truth_from_channels(channels, layer)
+
+
+def _embed(
+    channels: dict[str, np.ndarray], region: tuple[int, int, int, int], size: tuple[int, int], path
+) -> dict[str, np.ndarray]:
+    x0, y0, x1, y1 = region
+    width, height = size
+    full = {}
+    for name, values in channels.items():
+        if values.shape != (y1 - y0, x1 - x0):
+            raise RuntimeError(
+                f"{path}: {name} has {values.shape[1]} x {values.shape[0]} pixels, expected the "
+                f"{x1 - x0} x {y1 - y0} region {region} of the ground-truth render"
+            )
+        background = NO_HIT_DEPTH if name.endswith("Depth.Z") else 0.0
+        image = np.full((height, width), background, values.dtype)
+        image[y0:y1, x0:x1] = values
+        full[name] = image
+    return full
 
 
 def _ground_truth_from_channels(channels: dict[str, np.ndarray], layer: str) -> GroundTruth:

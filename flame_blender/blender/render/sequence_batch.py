@@ -22,7 +22,8 @@ import numpy as np
 from mathutils import Matrix
 
 from ...core.errors import FlameFileError
-from ...core.render.png import read_png, write_png
+from ...core.render.png import write_png
+from ...core.render.tga import read_tga
 from ...core.sequences import FlameSequence, load_sequence
 from ...core.sequences.sequence import take_frames
 from ..sequence_camera import camera_local_matrices
@@ -138,15 +139,15 @@ class SequenceBatchRenderer(BatchRenderer):
         # main thread (Blender loads the source frame), before the writer thread writes the
         # sample's JSON, which marks it finished
         if self.overlay_dir is not None:
-            self._write_overlay(index, name, samples_dir)
+            self._write_overlay(index, name, samples_dir, job.picture)
         return job
 
-    def _write_overlay(self, index: int, name: str, samples_dir: Path) -> None:
+    def _write_overlay(self, index: int, name: str, samples_dir: Path, picture_file: Path) -> None:
         frame_id = int(self.sequence.frame_ids[index])
         source = self.frame_images.get(frame_id)
         if source is None:
             return
-        picture = read_png(samples_dir / f"{name}.rgb.png").astype(np.float32) / 255.0
+        picture = read_tga(picture_file).astype(np.float32) / 255.0  # the picture's pixels (scratch)
         background = _load_image(source, picture.shape[1], picture.shape[0])
         alpha = picture[..., 3:4]
         composite = picture[..., :3] * alpha + background * (1.0 - alpha)

@@ -94,6 +94,10 @@ WRITE_AHEAD = 2
 #: Seconds between rewrites of the shard's manifest while rendering (it is always rewritten at
 #: the end). Finished samples are known from their JSON files, so a kill loses nothing by it.
 MANIFEST_INTERVAL = 1.0
+#: ... and at least this many times the last rewrite's duration apart: a shard of 100,000 samples
+#: has a manifest of 100,000 lines, rewritten whole, which must not slow the renders by more
+#: than a couple of per cent.
+MANIFEST_COST_RATIO = 50.0
 CONVENTIONS = sample_record.CONVENTIONS  # (public name, kept where it always was)
 
 
@@ -365,11 +369,11 @@ class BatchRenderer(BatchScene):
         self.log(self.device_choice.message)
         started = time.perf_counter()
         done = 0
-        manifest_written = started
+        manifest_written, manifest_seconds = started, 0.0
 
         def finish(index: int, sample_started: float, error: BaseException | None) -> None:
             """Record one sample's outcome (main thread), in the manifest and the log."""
-            nonlocal done, manifest_written
+            nonlocal done, manifest_written, manifest_seconds
             if error is None:
                 records[index] = self._ok_record(index, ids[index])
                 summary.rendered += 1
@@ -385,9 +389,11 @@ class BatchRenderer(BatchScene):
                 traceback.print_exception(type(error), error, error.__traceback__, file=sys.stderr)
             done += 1
             now = time.perf_counter()
-            if error is not None or done == len(todo) or now - manifest_written >= MANIFEST_INTERVAL:
+            interval = max(MANIFEST_INTERVAL, MANIFEST_COST_RATIO * manifest_seconds)
+            if error is not None or done == len(todo) or now - manifest_written >= interval:
                 write_manifest(manifest, records.values())
-                manifest_written = now
+                manifest_written = time.perf_counter()
+                manifest_seconds = manifest_written - now
             rate = done / (now - started)
             eta = (len(todo) - done) / rate
             self.log(

@@ -15,12 +15,14 @@
 
 The batch works in a fresh empty file (``read_homefile(use_empty=True)``): run it headless.
 Per image, the main thread only drives Blender: it writes core's forward pass into the head's
-mesh, places the studio, renders the picture (saved by Blender) and the ground-truth passes (a
-scratch EXR) in one persistent Cycles session. A writer thread turns the passes into the depth,
-normal and label files and the JSON (:mod:`flame_blender.core.render.sample_record`) while Cycles
-renders the next image. Every file is written atomically (temporary file, then rename) and a sample's JSON is written
-last, so a sample is finished exactly when its JSON exists: a rerun skips finished samples, and a
-run killed midway loses only the sample in flight. A sample that raises is recorded as "failed"
+mesh, places the studio, and renders in one persistent Cycles session the picture (saved by
+Blender as an uncompressed scratch TGA) and the ground-truth passes (a scratch EXR, rendered only
+over the pixels that can see the head). A writer thread (:mod:`.batch_outputs`) turns them into
+the PNG picture, the depth, normal and label files and the JSON
+(:mod:`flame_blender.core.render.sample_record`) while Cycles renders the next image. Every file
+is written atomically (temporary file, then rename) and a sample's JSON is written last, so a
+sample is finished exactly when its JSON exists: a rerun skips finished samples, and a run
+killed midway loses only the samples in flight. A sample that raises is recorded as "failed"
 with its error and the run goes on.
 
 The Blender scene it drives is :mod:`.batch_scene`; contact sheets are :mod:`.batch_sheet`.
@@ -51,20 +53,16 @@ from ...core.errors import FlameFileError, FlameParameterError
 from ...core.io.atomic import (
     atomic_write_text,
     remove_stale_temporaries,
-    temporary_path,
 )
 from ...core.model import landmarks as core_landmarks
 from ...core.model.parameters import FlameParameters, load_parameter_sequence
-from ...core.render import camera as core_camera
 from ...core.render import sample_record
 from ...core.render.dataset import SampleSpec, SamplingRanges, sample_id, sample_spec, shard_indices
 from ...core.render.manifest import manifest_path, write_manifest
-from ...core.render.png import write_png
-from ...core.render.sample_record import SampleCamera
 from ...core.render.segmentation import label_table
-from ...core.render.tga import read_tga
-from . import batch_sheet, material, passes, studio, visibility
+from . import batch_sheet, material, passes, studio
 from . import device as cycles_device
+from .batch_outputs import BatchOutputs, SampleJob, head_region, scratch_path
 from .batch_scene import BatchScene
 from .batch_sheet import sample_tiles as sample_tiles  # (public name, kept where it was)
 
@@ -149,23 +147,7 @@ class SampleInputs:
     albedo: np.ndarray | None  # (H, W, 4) Blender image pixels; None without a texture model
 
 
-@dataclass
-class SampleJob:
-    """What the writer thread needs to finish one sample (plain data, no Blender objects)."""
-
-    spec: SampleSpec
-    name: str
-    camera: SampleCamera
-    landmark_points: dict[str, np.ndarray]  # --landmarks name -> (L, 3) FLAME space
-    vertices: np.ndarray  # (5023, 3) FLAME space, the rendered mesh
-    paths: dict[str, Path]  # FILE_KINDS kind -> final path
-    picture: Path  # the picture (uncompressed TGA), deleted once written as the PNG
-    scratch: Path  # the ground-truth passes (multilayer EXR), deleted once read
-    region: tuple[int, int, int, int] | None  # the pixels the ground truth rendered, None: all
-    head_centre: np.ndarray  # (3,) FLAME space, where the studio camera aims
-
-
-class BatchRenderer(BatchScene):
+class BatchRenderer(BatchScene, BatchOutputs):
     """Validate and build the scene with :meth:`prepare`, then :meth:`run`.
 
     Before ``run`` nothing is written (the output folder may be created).
@@ -511,8 +493,8 @@ class BatchRenderer(BatchScene):
         paths = {kind: samples_dir / f"{name}.{suffix}" for kind, suffix in FILE_KINDS.items()}
         # Blender writes both renders as uncompressed scratch files (hidden, so a resumed run
         # removes a killed run's); the writer thread makes the sample's files from them.
-        picture, scratch = _scratch_path(samples_dir, name, "picture.tga"), _scratch_path(samples_dir, name, "passes.exr")
-        region = _head_region(camera, vertices)  # the ground truth renders only the head's pixels
+        picture, scratch = scratch_path(samples_dir, name, "picture.tga"), scratch_path(samples_dir, name, "passes.exr")
+        region = head_region(camera, vertices)  # the ground truth renders only the head's pixels
         try:
             with self._phase("picture (render + save)"):
                 passes.render_picture_scratch(scene, picture, s.samples, s.transparent, s.denoise)
@@ -527,47 +509,6 @@ class BatchRenderer(BatchScene):
             studio.head_centre(vertices),
         )
 
-    def write_sample(self, job: SampleJob) -> None:
-        """The rest of one sample, without Blender (writer thread): read the passes, write the
-        depth, normal and label files, then the JSON, which marks the sample finished."""
-        s = self.settings
-        with self._phase("write outputs (writer thread)"):
-            try:
-                # zlib level 1, as Blender's own PNG writer at its default compression (15 %)
-                write_png(job.paths["rgb"], read_tga(job.picture), compression=1)
-                truth = passes.read_ground_truth(job.scratch, self.view_layer_name, job.region, s.resolution)
-            finally:
-                job.picture.unlink(missing_ok=True)
-                job.scratch.unlink(missing_ok=True)
-            normals = sample_record.camera_normals(truth.normals_world, job.camera)
-            sample_record.write_ground_truth_images(job.paths, truth.depth, normals, truth.labels)
-            # the jaw contour seen from this sample's camera, and the exact ray cast on the
-            # rendered triangles (a BVH of this sample's vertices: no Blender data off the main
-            # thread)
-            contour_points, contour = sample_record.camera_contour_points(
-                self.forward.landmarks, job.vertices, job.spec.parameters, self.landmark_names,
-                job.camera.world_to_camera, job.head_centre,
-            )
-            ray_visibility = visibility.ray_visibility_from_mesh(
-                job.vertices, self.head_triangles, job.camera.world_to_camera
-            )
-            landmarks = sample_record.sample_landmarks(
-                {**job.landmark_points, **contour_points}, self.landmark_names, job.camera,
-                truth.depth, normals, ray_visibility=ray_visibility, contour=contour,
-            )
-            record = sample_record.sample_record(
-                job.spec,
-                name=job.name,
-                seed=s.seed,
-                flame_source="random" if self.parameters is None else "params",
-                albedo_model=self.texture_model.kind if self.texture_model else None,
-                camera=job.camera,
-                landmarks=landmarks,
-                files={kind: path.name for kind, path in job.paths.items() if kind != "json"},
-                albedo_note=self.albedo_note,
-            )
-            sample_record.write_sample_json(job.paths["json"], record)
-
     # -- after the run ----------------------------------------------------------------------
 
     def write_contact_sheet(self, path: str | Path, max_samples: int = 16) -> Path | None:
@@ -578,19 +519,6 @@ class BatchRenderer(BatchScene):
             folder / f"{sample_id(index, s.count)}.json" for index in shard_indices(s.count, s.shard, s.shards)
         )
         return batch_sheet.write_contact_sheet(records, path, max_samples)
-
-
-def _head_region(camera: SampleCamera, vertices: np.ndarray) -> tuple[int, int, int, int] | None:
-    """The pixels that can see the head (``(5023, 3)`` FLAME-space ``vertices``): the only
-    ones the ground-truth render needs, the rest being background."""
-    points = vertices @ camera.world_to_camera[:3, :3].T + camera.world_to_camera[:3, 3]
-    return core_camera.pixel_region(points, *camera.intrinsics, camera.width, camera.height)
-
-
-def _scratch_path(folder: Path, name: str, suffix: str) -> Path:
-    """A hidden temporary for one of sample ``name``'s scratch files, ending in its suffix."""
-    path = temporary_path(folder / f"{name}.{suffix}")
-    return path.with_name(path.name + path.suffix)
 
 
 def _clock(seconds: float) -> str:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import bpy
 from bpy.app.handlers import persistent
 
-from . import head, runtime
+from . import head, pose_correction, runtime
 
 _busy = False
 
@@ -38,6 +38,8 @@ def on_depsgraph_update_post(scene, depsgraph) -> None:
                 continue
             original = obj.original
             if head.is_head(original):
+                if pose_correction.shared(original):  # a copied head: give it its own correction
+                    _ensure_correction(original)
                 head.safe_update(original, depsgraph=depsgraph, force=False)
     except ReferenceError:
         pass
@@ -90,10 +92,26 @@ def on_undo_redo_post(scene, *args) -> None:
     head.update_all_heads(force=True)
 
 
+def _ensure_correction(obj) -> None:
+    try:
+        pose_correction.ensure(obj)
+    except ReferenceError:
+        pass
+    except Exception as error:  # without it the head plays through the pose key: still exact
+        runtime.report_once(f"{obj.name}: no pose correction ({error}); playback is slower")
+
+
+def migrate_heads() -> None:
+    """Give heads from files saved before the pose correction existed (or by a copy) theirs."""
+    for obj in head.heads():
+        _ensure_correction(obj)
+
+
 @persistent
 def on_load_post(*args) -> None:
     head.forget_caches()
     runtime.forget_errors()
+    migrate_heads()
     head.update_all_heads(force=True)
 
 
@@ -132,6 +150,7 @@ def unregister_handlers() -> None:
 def _update_heads_after_enable() -> None:
     """Heads already in the open file when the extension is enabled (no load_post then)."""
     try:
+        migrate_heads()
         head.update_all_heads(force=False)
     except Exception as error:  # a timer must not raise
         runtime.report_once(f"cannot update heads after enabling: {error}")

@@ -37,7 +37,7 @@ import numpy as np
 from .. import core
 from ..core.errors import FlameFileError, FlameParameterError
 from ..core.model.flame_numpy import SHAPE_SPACE_SIZE
-from . import landmark_empties, runtime
+from . import landmark_empties, pose_correction, runtime
 from .blas_threads import single_threaded_blas
 
 BASIS_KEY = "Basis"
@@ -198,9 +198,11 @@ def import_head(
             obj.flame.n_expression = n_expression
             obj.flame.teeth = bool(teeth)
         collection.objects.link(obj)
+        pose_correction.ensure(obj)
         update_head(obj)
     except BaseException:
         if obj is not None:
+            pose_correction.remove(obj)
             key = obj.data.shape_keys
             bpy.data.objects.remove(obj)
             if key is not None and key.users == 0:
@@ -293,6 +295,8 @@ class _HeadCache:
     offsets_index: int | None = None  # key_blocks position of OFFSETS_KEY, if the head has one
     offsets_delta: np.ndarray | None = None  # float64 (V, 3): OFFSETS_KEY minus the reference key
     offsets_scale: float = 0.0  # the offsets key's value (0 when muted) v_shaped was computed with
+    key_delta: np.ndarray | None = None  # float32 (V, 3): flame_pose minus Basis, as Blender mixes it
+    correction_zero: bool = False  # the pose correction is known to be zero (False: unknown)
 
 
 _caches: dict[int, _HeadCache] = {}
@@ -302,6 +306,7 @@ def forget_caches() -> None:
     """Make the next update of every head recompute (after undo, file load, backend change)."""
     _caches.clear()
     landmark_empties.forget()
+    pose_correction.forget()
 
 
 def _cache_for(obj, key) -> _HeadCache | None:
@@ -395,7 +400,9 @@ def update_head(obj: bpy.types.Object, depsgraph=None, force: bool = True) -> bo
     return True
 
 
-def _write_pose_key(obj, key, cache: _HeadCache, coefficients: np.ndarray, pose: np.ndarray, coefficients_changed: bool) -> None:
+def _pose_delta(obj, key, cache: _HeadCache, coefficients: np.ndarray, pose: np.ndarray, coefficients_changed: bool) -> tuple[np.ndarray, np.ndarray]:
+    """The posed vertices and ``LBS(v_shaped) - v_shaped`` (float32 ``(V, 3)``) for these values;
+    recomputes ``v_shaped`` only when the coefficients changed."""
     path = obj.flame.model_path
     teeth = obj.flame.teeth
     backend = runtime.get_backend(path, obj.flame.n_shape, obj.flame.n_expression, teeth)
@@ -408,16 +415,45 @@ def _write_pose_key(obj, key, cache: _HeadCache, coefficients: np.ndarray, pose:
             )
             cache.coefficients = coefficients
         vertices, _ = backend.posed(cache.v_shaped, pose[0:3], pose[3:6], pose[6:9], pose[9:15], pose[15:18])
-    data = np.subtract(vertices, cache.v_shaped, dtype=np.float32)
-    data += runtime.template(path, teeth)
+    return vertices, np.subtract(vertices, cache.v_shaped, dtype=np.float32)
+
+
+def _write_pose_key(obj, key, cache: _HeadCache, coefficients: np.ndarray, pose: np.ndarray, coefficients_changed: bool) -> None:
+    vertices, delta = _pose_delta(obj, key, cache, coefficients, pose, coefficients_changed)
+    template = runtime.template(obj.flame.model_path, obj.flame.teeth)
+    data = delta
+    data += template
     block = key.key_blocks[cache.pose_index]
     _set_key_points(block, data)
     if block.value != 1.0 or block.mute:
         block.mute = False
         block.value = 1.0
     key.update_tag()  # (points.foreach_set tags too, but that is not documented)
+    # what Blender's mix adds for the pose key: (key - Basis) in float32
+    cache.key_delta = np.subtract(data, template, dtype=np.float32)
+    if not cache.correction_zero:  # the pose key is the whole pose again
+        mesh = pose_correction.claim(obj)
+        if mesh is not None:
+            pose_correction.write(mesh, np.zeros_like(data))
+        cache.correction_zero = True
     cache.pose = pose
     landmark_empties.follow(obj, vertices, pose)  # the head's landmark empties, if it has any
+
+
+def _write_correction(obj, key, cache: _HeadCache, coefficients: np.ndarray, pose: np.ndarray, coefficients_changed: bool) -> None:
+    """Playback: put the pose into the head's pose correction instead of the pose key, which
+    Blender would copy whole (every key block) to evaluate. Falls back to the pose key for a
+    head without its own correction (old files, a duplicate not yet given one)."""
+    mesh = pose_correction.claim(obj)
+    if mesh is None or cache.key_delta is None:
+        _write_pose_key(obj, key, cache, coefficients, pose, coefficients_changed)
+        return
+    vertices, delta = _pose_delta(obj, key, cache, coefficients, pose, coefficients_changed)
+    delta -= cache.key_delta
+    pose_correction.write(mesh, delta)
+    cache.correction_zero = False
+    cache.pose = pose
+    landmark_empties.follow(obj, vertices, pose)
 
 
 def _offsets(key, cache: _HeadCache) -> np.ndarray | None:
@@ -488,7 +524,7 @@ def predict_frame(obj: bpy.types.Object, frame: float) -> bool:
     coefficients_changed = not np.array_equal(coefficients, cache.coefficients)
     if not coefficients_changed and np.array_equal(pose, cache.pose):
         return True
-    _write_pose_key(obj, key, cache, coefficients, pose, coefficients_changed)
+    _write_correction(obj, key, cache, coefficients, pose, coefficients_changed)
     return True
 
 

@@ -297,6 +297,7 @@ class _HeadCache:
     offsets_scale: float = 0.0  # the offsets key's value (0 when muted) v_shaped was computed with
     key_delta: np.ndarray | None = None  # float32 (V, 3): flame_pose minus Basis, as Blender mixes it
     correction_zero: bool = False  # the pose correction is known to be zero (False: unknown)
+    plans: dict | None = None  # "object" / "key" -> F-curve signature, chosen curves, targets
 
 
 _caches: dict[int, _HeadCache] = {}
@@ -507,25 +508,54 @@ def predict_frame(obj: bpy.types.Object, frame: float) -> bool:
         return False
     coefficients = cache.coefficients.copy()
     pose = cache.pose.copy()
-    offsets = {name: start for name, start, _ in _POSE_SLICES}
-    for curve in object_curves:
-        name = curve.data_path.removeprefix("flame.")
-        if name in offsets and curve.data_path.startswith("flame."):
-            pose[offsets[name] + curve.array_index] = np.float32(curve.evaluate(frame))
+    if object_curves:
+        chosen, targets = _plan(cache, "object", object_curves, _pose_target)
+        if chosen:
+            pose[targets] = np.array([object_curves[i].evaluate(frame) for i in chosen], dtype=np.float32)
     if key_curves:
         positions = _coefficient_positions(obj, cache)
-        for curve in key_curves:
-            path = curve.data_path
-            if path.startswith('key_blocks["') and path.endswith('"].value'):
-                position = positions.get(path[12:-8])
-                if position is not None:
-                    limit = COEFFICIENT_LIMIT
-                    coefficients[position] = np.float32(min(max(curve.evaluate(frame), -limit), limit))
+        chosen, targets = _plan(cache, "key", key_curves, lambda path, _index: _key_target(positions, path))
+        if chosen:
+            values = np.array([key_curves[i].evaluate(frame) for i in chosen], dtype=np.float64)
+            coefficients[targets] = np.clip(values, -COEFFICIENT_LIMIT, COEFFICIENT_LIMIT).astype(np.float32)
     coefficients_changed = not np.array_equal(coefficients, cache.coefficients)
     if not coefficients_changed and np.array_equal(pose, cache.pose):
         return True
     _write_correction(obj, key, cache, coefficients, pose, coefficients_changed)
     return True
+
+
+_POSE_STARTS = {name: start for name, start, _ in _POSE_SLICES}
+
+
+def _pose_target(path: str, index: int) -> int | None:
+    """Position in the 18 pose values of the F-curve ``flame.<pose name>[index]``, or None."""
+    if path.startswith("flame.") and path[6:] in _POSE_STARTS:
+        return _POSE_STARTS[path[6:]] + index
+    return None
+
+
+def _key_target(positions: dict[str, int], path: str) -> int | None:
+    """Position in the coefficients of the F-curve ``key_blocks["<name>"].value``, or None."""
+    if path.startswith('key_blocks["') and path.endswith('"].value'):
+        return positions.get(path[12:-8])
+    return None
+
+
+def _plan(cache: _HeadCache, which: str, curves: list, target) -> tuple[list[int], np.ndarray]:
+    """Which of ``curves`` drive a FLAME value, and where it goes: remembered per head while the
+    curves' (data path, index) pairs stay the same, read afresh every frame (cheap; the curve
+    objects themselves are never kept, they may be freed)."""
+    signature = [(curve.data_path, curve.array_index) for curve in curves]
+    plans = cache.plans
+    if plans is None:
+        plans = cache.plans = {}
+    plan = plans.get(which)
+    if plan is None or plan[0] != signature:
+        chosen = [i for i, (path, index) in enumerate(signature) if target(path, index) is not None]
+        targets = np.array([target(*signature[i]) for i in chosen], dtype=np.int64)
+        plan = plans[which] = (signature, chosen, targets)
+    return plan[1], plan[2]
 
 
 def _coefficient_positions(obj, cache: _HeadCache) -> dict[str, int]:

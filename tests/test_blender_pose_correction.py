@@ -90,11 +90,22 @@ def test_playback_leaves_the_shape_keys_alone_and_stays_exact(small_head, flame_
 def test_modifier_turned_off_plays_through_the_pose_key(small_head, flame_reference, evaluated_vertices):
     obj = small_head
     _animate(obj, seed=1)
-    obj.modifiers[pose_correction.MODIFIER_NAME].show_viewport = False
+    modifier = obj.modifiers[pose_correction.MODIFIER_NAME]
+    for frame in (1, 4, 9):
+        bpy.context.scene.frame_set(frame)
+    assert np.abs(_correction(obj)).max() > 1e-3
+    # turned off after playback: the pose that was in the correction goes into the pose key
+    modifier.show_viewport = False
+    bpy.context.view_layer.update()
+    assert _error(obj, flame_reference, evaluated_vertices) < TOLERANCE
+    assert not _correction(obj).any()
     for frame in (1, 4, 9, 14):
         bpy.context.scene.frame_set(frame)
         assert _error(obj, flame_reference, evaluated_vertices) < TOLERANCE, frame
     assert not _correction(obj).any()
+    modifier.show_viewport = True  # and on again: nothing stale is added
+    bpy.context.view_layer.update()
+    assert _error(obj, flame_reference, evaluated_vertices) < TOLERANCE
 
 
 def test_saved_mid_playback_and_an_old_file_reopen_exactly(blender_scene, flame_dir, flame_reference, evaluated_vertices, tmp_path):

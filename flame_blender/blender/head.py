@@ -13,6 +13,10 @@ about X so the head stands up in Blender. Its shape keys are:
   :func:`update_head` does that, called by the pose properties' update callbacks and by the
   handlers in :mod:`.handlers` (edits, animation, renders, undo, file load).
 
+During playback the pose goes into the head's pose correction instead of ``flame_pose``
+(:mod:`.pose_correction`: a small mesh a Geometry Nodes modifier adds to the evaluated vertices),
+because writing a shape key makes Blender copy every key block for evaluation.
+
 Tracked sequences may add (see :mod:`.sequence_import`):
 
 - ``flame_offsets``: ``Basis + offsets``, per-vertex offsets added before joint regression
@@ -394,7 +398,9 @@ def update_head(obj: bpy.types.Object, depsgraph=None, force: bool = True) -> bo
             cache.offsets_scale = scale
             coefficients_changed = True
     pose_key_ok = cache.value_buffer[cache.pose_index] == 1.0
-    if not force and not coefficients_changed and pose_key_ok and np.array_equal(pose, cache.pose):
+    # the pose is partly in the correction, but its modifier was turned off (or it went away)
+    correction_lost = not cache.correction_zero and pose_correction.claim(obj) is None
+    if not force and not coefficients_changed and pose_key_ok and not correction_lost and np.array_equal(pose, cache.pose):
         return False
 
     _write_pose_key(obj, key, cache, coefficients, pose, coefficients_changed)
@@ -433,10 +439,11 @@ def _write_pose_key(obj, key, cache: _HeadCache, coefficients: np.ndarray, pose:
     # what Blender's mix adds for the pose key: (key - Basis) in float32
     cache.key_delta = np.subtract(data, template, dtype=np.float32)
     if not cache.correction_zero:  # the pose key is the whole pose again
-        mesh = pose_correction.claim(obj)
+        # zeroed even with the modifier off: turned on again, it must not add a stale pose
+        mesh = pose_correction.claim(obj, active_only=False)
         if mesh is not None:
             pose_correction.write(mesh, np.zeros_like(data))
-        cache.correction_zero = True
+        cache.correction_zero = mesh is not None or pose_correction.correction_object(obj) is None
     cache.pose = pose
     landmark_empties.follow(obj, vertices, pose)  # the head's landmark empties, if it has any
 
@@ -490,8 +497,9 @@ def _fcurves(id_data) -> list | None:
 
 
 def predict_frame(obj: bpy.types.Object, frame: float) -> bool:
-    """Before Blender evaluates a new frame, write the pose key for the values the head's
-    F-curves will give at ``frame``, so one evaluation suffices (``frame_change_pre``).
+    """Before Blender evaluates a new frame, write the pose (into the pose correction, else the
+    pose key) for the values the head's F-curves will give at ``frame``, so one evaluation
+    suffices (``frame_change_pre``).
 
     Returns False (and writes nothing) when the animation is not plain F-curves; the
     ``frame_change_post`` handler then corrects the pose key after the evaluation, as it does

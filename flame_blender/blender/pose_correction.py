@@ -11,10 +11,11 @@ evaluates what it evaluates for the shape-key animation alone, plus this modifie
 
 The evaluated head is ``Basis + Σ value·(key − Basis) + correction``: with the correction at
 ``(LBS(v_shaped) − v_shaped) − (flame_pose − Basis)`` it is FLAME's forward pass exactly, as the
-pose key alone is at rest. Every write of the pose key (edits, undo, file load, a frame whose
-prediction was wrong) sets the correction back to zero, so at rest the pose key is the pose and
-files, exports and the native rig see the same structure as before. A head without the modifier
-(files saved by earlier versions, before they are migrated on load) plays through the pose key.
+pose key alone is after an edit. Every write of the pose key (edits, undo, file load, a frame
+whose prediction was wrong) sets the correction back to zero; between the last played frame and
+the next such write, pose key and correction together hold the pose (a file saved then reopens
+exactly). A head without the modifier (files saved by earlier versions, before they are migrated
+on load) or with it turned off plays through the pose key.
 """
 
 from __future__ import annotations
@@ -59,15 +60,24 @@ def _node_group() -> bpy.types.NodeTree:
     set_position = nodes.new("GeometryNodeSetPosition")
     links.new(group_in.outputs[1], info.inputs["Object"])
     links.new(info.outputs["Geometry"], sample.inputs["Geometry"])
-    links.new(position.outputs["Position"], sample.inputs["Value"])
+    links.new(position.outputs["Position"], _vector_socket(sample.inputs, "Value"))
     links.new(index.outputs["Index"], sample.inputs["Index"])
     links.new(group_in.outputs[0], set_position.inputs["Geometry"])
-    links.new(sample.outputs[0], set_position.inputs["Offset"])
+    links.new(_vector_socket(sample.outputs, "Value"), set_position.inputs["Offset"])
     links.new(set_position.outputs[0], group_out.inputs[0])
     for x, node in enumerate((group_in, info, sample, set_position, group_out)):
         node.location = (200.0 * x, 0.0)
     position.location, index.location = (200.0, -250.0), (200.0, -400.0)
     return tree
+
+
+def _vector_socket(sockets, name: str):
+    """The vector socket called ``name``: older Blenders keep one hidden socket per data type
+    under the same name, newer ones only the active type's."""
+    for socket in sockets:
+        if socket.name == name and socket.type == "VECTOR" and socket.enabled:
+            return socket
+    return sockets[name]
 
 
 def _socket_identifier(tree) -> str:
@@ -98,13 +108,14 @@ def correction_object(obj) -> Any:
     return target
 
 
-def claim(obj) -> Any:
-    """The correction mesh ``obj`` may write, or None: no modifier, a modifier turned off, a
-    point count that differs from the head's, or a correction another head already writes
-    (a duplicate of the head points at the same one until :func:`ensure` gives it its own)."""
+def claim(obj, active_only: bool = True) -> Any:
+    """The correction mesh ``obj`` may write, or None: no modifier, a modifier turned off (with
+    ``active_only``), a point count that differs from the head's, or a correction another head
+    already writes (a copy of the head points at the same one until :func:`ensure` gives it
+    its own)."""
     modifier = _modifier(obj)
     target = correction_object(obj)
-    if target is None or not (modifier.show_viewport and modifier.show_render):
+    if target is None or (active_only and not (modifier.show_viewport and modifier.show_render)):
         return None
     if target.library is not None or not _usable_by(obj, target):
         return None

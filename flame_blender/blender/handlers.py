@@ -1,12 +1,15 @@
 """Handlers that keep every head's pose key in step with its coefficients and pose.
 
 - ``depsgraph_update_post``: shape-key values edited (Shape Keys panel, Python, drivers).
-- ``frame_change_pre``: writes the pose key for the values the F-curves will give, so playback
-  needs one evaluation per frame (a frame_change_post write costs a second one).
+- ``frame_change_pre``: writes the pose for the values the F-curves will give, so playback
+  needs one evaluation per frame (a frame_change_post write costs a second one). It goes into
+  the head's pose correction (:mod:`.pose_correction`), not the pose key: a shape-key write
+  makes Blender copy every key block for evaluation.
 - ``frame_change_post``: animation, in the viewport and in ``render(animation=True)``; values are
   read from the handler's depsgraph (the original datablock is stale during animation renders).
 - ``undo_post`` / ``redo_post``: data came back from the undo stack, caches are stale.
 - ``load_post``: models reload from the stored paths; a missing model leaves the saved shape.
+  Heads from files saved before the pose correction existed get it here.
 
 Writing the pose key inside these handlers tags the shape keys; Blender then evaluates once more,
 without running the handlers again, so the evaluated mesh is exact when the update returns.

@@ -163,3 +163,20 @@ def test_the_native_rig_takes_no_correction_along(small_head):
     _, mesh_obj = make_rig(bpy.context, obj, bake="FRAME_RANGE", keep_live=False, identity_as_shape_keys=True)
     assert pose_correction.MODIFIER_NAME not in mesh_obj.modifiers
     assert not [o for o in bpy.data.objects if o.get(pose_correction.MARKER)]  # removed with the head
+
+
+def test_make_single_user_gives_a_linked_duplicate_its_own_correction(small_head, flame_reference, evaluated_vertices):
+    from flame_blender.blender.diagnostics import make_single_user
+
+    obj = small_head
+    _animate(obj, seed=5)
+    twin = obj.copy()  # Alt+D: the same mesh, so the same shape keys
+    bpy.context.scene.collection.objects.link(twin)
+    twin.animation_data.action = None
+    twin.flame.neck_pose = (0.0, 0.2, 0.0)
+    assert make_single_user(twin)
+    assert pose_correction.correction_object(twin) != pose_correction.correction_object(obj)
+    for frame in (3, 10):
+        bpy.context.scene.frame_set(frame)
+        for head in (obj, twin):
+            assert _error(head, flame_reference, evaluated_vertices) < TOLERANCE, (head.name, frame)

@@ -438,6 +438,9 @@ def _write_pose_key(obj, key, cache: _HeadCache, coefficients: np.ndarray, pose:
     key.update_tag()  # (points.foreach_set tags too, but that is not documented)
     # what Blender's mix adds for the pose key: (key - Basis) in float32
     cache.key_delta = np.subtract(data, template, dtype=np.float32)
+    for other in _caches.values():  # heads sharing these shape keys (linked duplicates)
+        if other is not cache and other.key_uid == cache.key_uid:
+            other.key_delta = None  # their next frame writes the pose key, not a correction
     if not cache.correction_zero:  # the pose key is the whole pose again
         # zeroed even with the modifier off: turned on again, it must not add a stale pose
         mesh = pose_correction.claim(obj, active_only=False)

@@ -21,7 +21,7 @@ from __future__ import annotations
 import bpy
 from bpy.app.handlers import persistent
 
-from . import head, pose_correction, runtime
+from . import head, playback, pose_correction, runtime
 
 _busy = False
 
@@ -78,7 +78,7 @@ def on_frame_change_pre(scene, depsgraph=None) -> None:
         frame = scene.frame_current + scene.frame_subframe
         for obj in head.heads(scene.objects):
             try:
-                head.predict_frame(obj, frame)
+                playback.predict_frame(obj, frame)
             except ReferenceError:
                 pass
             except Exception as error:  # post corrects; never raise from a handler

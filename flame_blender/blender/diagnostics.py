@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import bpy
 
-from . import head, runtime
+from . import head, pose_correction, runtime
 
 
 @dataclass(frozen=True)
@@ -75,5 +75,6 @@ def make_single_user(obj: bpy.types.Object) -> bool:
     if obj.data.users < 2:
         return False
     obj.data = obj.data.copy()
+    pose_correction.ensure(obj)  # its own pose correction too (the modifier was copied with it)
     head.update_head(obj)
     return True

@@ -1,12 +1,15 @@
 """Handlers that keep every head's pose key in step with its coefficients and pose.
 
 - ``depsgraph_update_post``: shape-key values edited (Shape Keys panel, Python, drivers).
-- ``frame_change_pre``: writes the pose key for the values the F-curves will give, so playback
-  needs one evaluation per frame (a frame_change_post write costs a second one).
+- ``frame_change_pre``: writes the pose for the values the F-curves will give, so playback
+  needs one evaluation per frame (a frame_change_post write costs a second one). It goes into
+  the head's pose correction (:mod:`.pose_correction`), not the pose key: a shape-key write
+  makes Blender copy every key block for evaluation.
 - ``frame_change_post``: animation, in the viewport and in ``render(animation=True)``; values are
   read from the handler's depsgraph (the original datablock is stale during animation renders).
 - ``undo_post`` / ``redo_post``: data came back from the undo stack, caches are stale.
 - ``load_post``: models reload from the stored paths; a missing model leaves the saved shape.
+  Heads from files saved before the pose correction existed get it here.
 
 Writing the pose key inside these handlers tags the shape keys; Blender then evaluates once more,
 without running the handlers again, so the evaluated mesh is exact when the update returns.
@@ -18,7 +21,7 @@ from __future__ import annotations
 import bpy
 from bpy.app.handlers import persistent
 
-from . import head, runtime
+from . import head, playback, pose_correction, runtime
 
 _busy = False
 
@@ -38,6 +41,8 @@ def on_depsgraph_update_post(scene, depsgraph) -> None:
                 continue
             original = obj.original
             if head.is_head(original):
+                if pose_correction.shared(original):  # a copied head: give it its own correction
+                    _ensure_correction(original)
                 head.safe_update(original, depsgraph=depsgraph, force=False)
     except ReferenceError:
         pass
@@ -73,7 +78,7 @@ def on_frame_change_pre(scene, depsgraph=None) -> None:
         frame = scene.frame_current + scene.frame_subframe
         for obj in head.heads(scene.objects):
             try:
-                head.predict_frame(obj, frame)
+                playback.predict_frame(obj, frame)
             except ReferenceError:
                 pass
             except Exception as error:  # post corrects; never raise from a handler
@@ -90,10 +95,26 @@ def on_undo_redo_post(scene, *args) -> None:
     head.update_all_heads(force=True)
 
 
+def _ensure_correction(obj) -> None:
+    try:
+        pose_correction.ensure(obj)
+    except ReferenceError:
+        pass
+    except Exception as error:  # without it the head plays through the pose key: still exact
+        runtime.report_once(f"{obj.name}: no pose correction ({error}); playback is slower")
+
+
+def migrate_heads() -> None:
+    """Give heads from files saved before the pose correction existed (or by a copy) theirs."""
+    for obj in head.heads():
+        _ensure_correction(obj)
+
+
 @persistent
 def on_load_post(*args) -> None:
     head.forget_caches()
     runtime.forget_errors()
+    migrate_heads()
     head.update_all_heads(force=True)
 
 
@@ -132,6 +153,7 @@ def unregister_handlers() -> None:
 def _update_heads_after_enable() -> None:
     """Heads already in the open file when the extension is enabled (no load_post then)."""
     try:
+        migrate_heads()
         head.update_all_heads(force=False)
     except Exception as error:  # a timer must not raise
         runtime.report_once(f"cannot update heads after enabling: {error}")

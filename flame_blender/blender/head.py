@@ -13,6 +13,10 @@ about X so the head stands up in Blender. Its shape keys are:
   :func:`update_head` does that, called by the pose properties' update callbacks and by the
   handlers in :mod:`.handlers` (edits, animation, renders, undo, file load).
 
+During playback the pose goes into the head's pose correction instead of ``flame_pose``
+(:mod:`.pose_correction`: a small mesh a Geometry Nodes modifier adds to the evaluated vertices),
+because writing a shape key makes Blender copy every key block for evaluation.
+
 Tracked sequences may add (see :mod:`.sequence_import`):
 
 - ``flame_offsets``: ``Basis + offsets``, per-vertex offsets added before joint regression
@@ -37,7 +41,7 @@ import numpy as np
 from .. import core
 from ..core.errors import FlameFileError, FlameParameterError
 from ..core.model.flame_numpy import SHAPE_SPACE_SIZE
-from . import landmark_empties, runtime
+from . import landmark_empties, pose_correction, runtime
 from .blas_threads import single_threaded_blas
 
 BASIS_KEY = "Basis"
@@ -198,9 +202,11 @@ def import_head(
             obj.flame.n_expression = n_expression
             obj.flame.teeth = bool(teeth)
         collection.objects.link(obj)
+        pose_correction.ensure(obj)
         update_head(obj)
     except BaseException:
         if obj is not None:
+            pose_correction.remove(obj)
             key = obj.data.shape_keys
             bpy.data.objects.remove(obj)
             if key is not None and key.users == 0:
@@ -293,6 +299,9 @@ class _HeadCache:
     offsets_index: int | None = None  # key_blocks position of OFFSETS_KEY, if the head has one
     offsets_delta: np.ndarray | None = None  # float64 (V, 3): OFFSETS_KEY minus the reference key
     offsets_scale: float = 0.0  # the offsets key's value (0 when muted) v_shaped was computed with
+    key_delta: np.ndarray | None = None  # float32 (V, 3): flame_pose minus Basis, as Blender mixes it
+    correction_zero: bool = False  # the pose correction is known to be zero (False: unknown)
+    plans: dict | None = None  # "object" / "key" -> F-curve signature, chosen curves, targets
 
 
 _caches: dict[int, _HeadCache] = {}
@@ -302,6 +311,7 @@ def forget_caches() -> None:
     """Make the next update of every head recompute (after undo, file load, backend change)."""
     _caches.clear()
     landmark_empties.forget()
+    pose_correction.forget()
 
 
 def _cache_for(obj, key) -> _HeadCache | None:
@@ -388,14 +398,18 @@ def update_head(obj: bpy.types.Object, depsgraph=None, force: bool = True) -> bo
             cache.offsets_scale = scale
             coefficients_changed = True
     pose_key_ok = cache.value_buffer[cache.pose_index] == 1.0
-    if not force and not coefficients_changed and pose_key_ok and np.array_equal(pose, cache.pose):
+    # the pose is partly in the correction, but its modifier was turned off (or it went away)
+    correction_lost = not cache.correction_zero and pose_correction.claim(obj) is None
+    if not force and not coefficients_changed and pose_key_ok and not correction_lost and np.array_equal(pose, cache.pose):
         return False
 
     _write_pose_key(obj, key, cache, coefficients, pose, coefficients_changed)
     return True
 
 
-def _write_pose_key(obj, key, cache: _HeadCache, coefficients: np.ndarray, pose: np.ndarray, coefficients_changed: bool) -> None:
+def _pose_delta(obj, key, cache: _HeadCache, coefficients: np.ndarray, pose: np.ndarray, coefficients_changed: bool) -> tuple[np.ndarray, np.ndarray]:
+    """The posed vertices and ``LBS(v_shaped) - v_shaped`` (float32 ``(V, 3)``) for these values;
+    recomputes ``v_shaped`` only when the coefficients changed."""
     path = obj.flame.model_path
     teeth = obj.flame.teeth
     backend = runtime.get_backend(path, obj.flame.n_shape, obj.flame.n_expression, teeth)
@@ -408,16 +422,49 @@ def _write_pose_key(obj, key, cache: _HeadCache, coefficients: np.ndarray, pose:
             )
             cache.coefficients = coefficients
         vertices, _ = backend.posed(cache.v_shaped, pose[0:3], pose[3:6], pose[6:9], pose[9:15], pose[15:18])
-    data = np.subtract(vertices, cache.v_shaped, dtype=np.float32)
-    data += runtime.template(path, teeth)
+    return vertices, np.subtract(vertices, cache.v_shaped, dtype=np.float32)
+
+
+def _write_pose_key(obj, key, cache: _HeadCache, coefficients: np.ndarray, pose: np.ndarray, coefficients_changed: bool) -> None:
+    vertices, delta = _pose_delta(obj, key, cache, coefficients, pose, coefficients_changed)
+    template = runtime.template(obj.flame.model_path, obj.flame.teeth)
+    data = delta
+    data += template
     block = key.key_blocks[cache.pose_index]
     _set_key_points(block, data)
     if block.value != 1.0 or block.mute:
         block.mute = False
         block.value = 1.0
     key.update_tag()  # (points.foreach_set tags too, but that is not documented)
+    # what Blender's mix adds for the pose key: (key - Basis) in float32
+    cache.key_delta = np.subtract(data, template, dtype=np.float32)
+    for other in _caches.values():  # heads sharing these shape keys (linked duplicates)
+        if other is not cache and other.key_uid == cache.key_uid:
+            other.key_delta = None  # their next frame writes the pose key, not a correction
+    if not cache.correction_zero:  # the pose key is the whole pose again
+        # zeroed even with the modifier off: turned on again, it must not add a stale pose
+        mesh = pose_correction.claim(obj, active_only=False)
+        if mesh is not None:
+            pose_correction.write(mesh, np.zeros_like(data))
+        cache.correction_zero = mesh is not None or pose_correction.correction_object(obj) is None
     cache.pose = pose
     landmark_empties.follow(obj, vertices, pose)  # the head's landmark empties, if it has any
+
+
+def _write_correction(obj, key, cache: _HeadCache, coefficients: np.ndarray, pose: np.ndarray, coefficients_changed: bool) -> None:
+    """Playback: put the pose into the head's pose correction instead of the pose key, which
+    Blender would copy whole (every key block) to evaluate. Falls back to the pose key for a
+    head without its own correction (old files, a duplicate not yet given one)."""
+    mesh = pose_correction.claim(obj)
+    if mesh is None or cache.key_delta is None:
+        _write_pose_key(obj, key, cache, coefficients, pose, coefficients_changed)
+        return
+    vertices, delta = _pose_delta(obj, key, cache, coefficients, pose, coefficients_changed)
+    delta -= cache.key_delta
+    pose_correction.write(mesh, delta)
+    cache.correction_zero = False
+    cache.pose = pose
+    landmark_empties.follow(obj, vertices, pose)
 
 
 def _offsets(key, cache: _HeadCache) -> np.ndarray | None:
@@ -450,55 +497,6 @@ def _fcurves(id_data) -> list | None:
         bag = anim_utils.action_get_channelbag_for_slot(action, animation.action_slot)
         return list(bag.fcurves) if bag is not None else []
     return list(action.fcurves)  # Blender 4.2, 4.3
-
-
-def predict_frame(obj: bpy.types.Object, frame: float) -> bool:
-    """Before Blender evaluates a new frame, write the pose key for the values the head's
-    F-curves will give at ``frame``, so one evaluation suffices (``frame_change_pre``).
-
-    Returns False (and writes nothing) when the animation is not plain F-curves; the
-    ``frame_change_post`` handler then corrects the pose key after the evaluation, as it does
-    whenever a prediction turns out different from the evaluated values.
-    """
-    key = obj.data.shape_keys
-    if key is None or not obj.flame.is_head:
-        return False
-    object_curves, key_curves = _fcurves(obj), _fcurves(key)
-    if object_curves is None or key_curves is None or not (object_curves or key_curves):
-        return False
-    cache = _cache_for(obj, key)
-    if cache is None or cache.coefficients is None or cache.pose is None:
-        return False
-    coefficients = cache.coefficients.copy()
-    pose = cache.pose.copy()
-    offsets = {name: start for name, start, _ in _POSE_SLICES}
-    for curve in object_curves:
-        name = curve.data_path.removeprefix("flame.")
-        if name in offsets and curve.data_path.startswith("flame."):
-            pose[offsets[name] + curve.array_index] = np.float32(curve.evaluate(frame))
-    if key_curves:
-        positions = _coefficient_positions(obj, cache)
-        for curve in key_curves:
-            path = curve.data_path
-            if path.startswith('key_blocks["') and path.endswith('"].value'):
-                position = positions.get(path[12:-8])
-                if position is not None:
-                    limit = COEFFICIENT_LIMIT
-                    coefficients[position] = np.float32(min(max(curve.evaluate(frame), -limit), limit))
-    coefficients_changed = not np.array_equal(coefficients, cache.coefficients)
-    if not coefficients_changed and np.array_equal(pose, cache.pose):
-        return True
-    _write_pose_key(obj, key, cache, coefficients, pose, coefficients_changed)
-    return True
-
-
-def _coefficient_positions(obj, cache: _HeadCache) -> dict[str, int]:
-    positions = cache.positions
-    if positions is None:
-        names = [shape_key_name(i) for i in range(obj.flame.n_shape)]
-        names += [expression_key_name(i) for i in range(obj.flame.n_expression)]
-        positions = cache.positions = {name: i for i, name in enumerate(names)}
-    return positions
 
 
 def heads(objects=None) -> list[bpy.types.Object]:

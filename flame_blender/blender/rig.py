@@ -29,7 +29,7 @@ import numpy as np
 from ..core import rig as rig_math
 from ..core.errors import FlameParameterError
 from . import head as head_module
-from . import runtime
+from . import pose_correction, runtime
 from .head_animation import head_frames
 from .keyframes import new_fcurve
 
@@ -123,6 +123,7 @@ def _create(context, head, rig, animation, frames, bake, keep_live):
         raise
     if not keep_live:
         old_mesh = head.data
+        pose_correction.remove(head)
         bpy.data.objects.remove(head)
         if old_mesh.users == 0:
             bpy.data.meshes.remove(old_mesh)  # its shape keys go with it
@@ -196,6 +197,7 @@ def _rigged_mesh(head, armature, rig, collection, created: list):
     if hasattr(obj, "flame"):
         obj.flame.is_head = False  # a plain mesh now: the extension leaves it alone
     obj[RIG_PROPERTY] = 1
+    pose_correction.remove(obj)  # plain data: the rig does the posing
     collection.objects.link(obj)
     obj.parent = armature
     obj.matrix_parent_inverse.identity()

@@ -18,7 +18,7 @@ from ..core.io.extra_blendshapes import KNOWN_EXTRA_BLENDSHAPES
 from ..core.model.parameters import POSE_SIZES
 from ..core.sequences import FlameSequence, load_sequence
 from ..core.sequences.codes import parse_key_map
-from . import head
+from . import head, pose_correction
 from .keyframes import animate
 from .sequence_camera import add_background_frames, continuous_quaternions, create_tracked_camera
 
@@ -271,6 +271,8 @@ def _remove_object(obj: Any) -> None:
     owners = [obj, data, getattr(data, "shape_keys", None)]
     actions = [o.animation_data.action for o in owners if o is not None and o.animation_data and o.animation_data.action]
     key = owners[2]
+    if obj.type == "MESH":
+        pose_correction.remove(obj)
     bpy.data.objects.remove(obj)
     if key is not None and key.users == 0:
         bpy.data.shape_keys.remove(key)

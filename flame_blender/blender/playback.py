@@ -1,0 +1,102 @@
+"""Playback: before Blender evaluates a frame, the pose for the values the head's F-curves will
+give there, written once (``frame_change_pre``, see :mod:`.handlers`).
+
+Which F-curve drives which FLAME value is worked out once per head and kept while the curves'
+(data path, index) pairs stay the same; each frame then evaluates the curves into one array.
+The result goes into the head's pose correction (:mod:`.pose_correction`), else the pose key.
+"""
+
+from __future__ import annotations
+
+import bpy
+import numpy as np
+
+from .head import (
+    _POSE_SLICES,
+    COEFFICIENT_LIMIT,
+    _cache_for,
+    _fcurves,
+    _HeadCache,
+    _write_correction,
+    expression_key_name,
+    shape_key_name,
+)
+
+
+def predict_frame(obj: bpy.types.Object, frame: float) -> bool:
+    """Before Blender evaluates a new frame, write the pose (into the pose correction, else the
+    pose key) for the values the head's F-curves will give at ``frame``, so one evaluation
+    suffices (``frame_change_pre``).
+
+    Returns False (and writes nothing) when the animation is not plain F-curves; the
+    ``frame_change_post`` handler then corrects the pose key after the evaluation, as it does
+    whenever a prediction turns out different from the evaluated values.
+    """
+    key = obj.data.shape_keys
+    if key is None or not obj.flame.is_head:
+        return False
+    object_curves, key_curves = _fcurves(obj), _fcurves(key)
+    if object_curves is None or key_curves is None or not (object_curves or key_curves):
+        return False
+    cache = _cache_for(obj, key)
+    if cache is None or cache.coefficients is None or cache.pose is None:
+        return False
+    coefficients = cache.coefficients.copy()
+    pose = cache.pose.copy()
+    if object_curves:
+        chosen, targets = _plan(cache, "object", object_curves, _pose_target)
+        if chosen:
+            pose[targets] = np.array([object_curves[i].evaluate(frame) for i in chosen], dtype=np.float32)
+    if key_curves:
+        positions = _coefficient_positions(obj, cache)
+        chosen, targets = _plan(cache, "key", key_curves, lambda path, _index: _key_target(positions, path))
+        if chosen:
+            values = np.array([key_curves[i].evaluate(frame) for i in chosen], dtype=np.float64)
+            coefficients[targets] = np.clip(values, -COEFFICIENT_LIMIT, COEFFICIENT_LIMIT).astype(np.float32)
+    coefficients_changed = not np.array_equal(coefficients, cache.coefficients)
+    if not coefficients_changed and np.array_equal(pose, cache.pose):
+        return True
+    _write_correction(obj, key, cache, coefficients, pose, coefficients_changed)
+    return True
+
+
+_POSE_STARTS = {name: start for name, start, _ in _POSE_SLICES}
+
+
+def _pose_target(path: str, index: int) -> int | None:
+    """Position in the 18 pose values of the F-curve ``flame.<pose name>[index]``, or None."""
+    if path.startswith("flame.") and path[6:] in _POSE_STARTS:
+        return _POSE_STARTS[path[6:]] + index
+    return None
+
+
+def _key_target(positions: dict[str, int], path: str) -> int | None:
+    """Position in the coefficients of the F-curve ``key_blocks["<name>"].value``, or None."""
+    if path.startswith('key_blocks["') and path.endswith('"].value'):
+        return positions.get(path[12:-8])
+    return None
+
+
+def _plan(cache: _HeadCache, which: str, curves: list, target) -> tuple[list[int], np.ndarray]:
+    """Which of ``curves`` drive a FLAME value, and where it goes: remembered per head while the
+    curves' (data path, index) pairs stay the same, read afresh every frame (cheap; the curve
+    objects themselves are never kept, they may be freed)."""
+    signature = [(curve.data_path, curve.array_index) for curve in curves]
+    plans = cache.plans
+    if plans is None:
+        plans = cache.plans = {}
+    plan = plans.get(which)
+    if plan is None or plan[0] != signature:
+        chosen = [i for i, (path, index) in enumerate(signature) if target(path, index) is not None]
+        targets = np.array([target(*signature[i]) for i in chosen], dtype=np.int64)
+        plan = plans[which] = (signature, chosen, targets)
+    return plan[1], plan[2]
+
+
+def _coefficient_positions(obj, cache: _HeadCache) -> dict[str, int]:
+    positions = cache.positions
+    if positions is None:
+        names = [shape_key_name(i) for i in range(obj.flame.n_shape)]
+        names += [expression_key_name(i) for i in range(obj.flame.n_expression)]
+        positions = cache.positions = {name: i for i, name in enumerate(names)}
+    return positions

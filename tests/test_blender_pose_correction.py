@@ -1,0 +1,182 @@
+"""Playback writes the pose into the head's pose correction (a small mesh read by a Geometry
+Nodes modifier), not into the pose shape key: the evaluated mesh must still equal FLAME's
+forward pass (NumPy, float64) on every frame, through edits, save and reopen, files saved
+before the correction existed, copies of the head, and with the modifier turned off."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+bpy = pytest.importorskip("bpy")
+
+from flame_blender.blender import import_head, pose_correction  # noqa: E402
+from flame_blender.blender.head import POSE_KEY  # noqa: E402
+from flame_blender.core import FlameParameters  # noqa: E402
+
+TOLERANCE = 1e-5  # metres
+
+
+def _animate(obj, seed: int = 0) -> None:
+    """Keys on pose and coefficient channels, as a tracked sequence has (bulk or not)."""
+    rng = np.random.default_rng(seed)
+    blocks = obj.data.shape_keys.key_blocks
+    for frame in (1, 8, 15):
+        obj.flame.jaw_pose = (abs(rng.normal()) * 0.3, 0.0, 0.0)
+        obj.flame.neck_pose = tuple(rng.normal(size=3) * 0.2)
+        obj.flame.global_pose = tuple(rng.normal(size=3) * 0.2)
+        for path in ("flame.jaw_pose", "flame.neck_pose", "flame.global_pose"):
+            obj.keyframe_insert(path, frame=frame)
+        for name in ("shape_001", "expr_000", "expr_003"):
+            blocks[name].value = float(rng.normal())
+            blocks[name].keyframe_insert("value", frame=frame)
+
+
+def _parameters(obj) -> FlameParameters:
+    """The values the animation gives now, read from the depsgraph (not from our caches)."""
+    depsgraph = bpy.context.evaluated_depsgraph_get()
+    evaluated = obj.evaluated_get(depsgraph)
+    blocks = obj.data.shape_keys.evaluated_get(depsgraph).key_blocks
+    flame = evaluated.flame
+    return FlameParameters(
+        shape=[blocks[f"shape_{i:03d}"].value for i in range(flame.n_shape)],
+        expression=[blocks[f"expr_{i:03d}"].value for i in range(flame.n_expression)],
+        global_pose=flame.global_pose[:], neck_pose=flame.neck_pose[:], jaw_pose=flame.jaw_pose[:],
+        eye_pose=flame.eye_pose[:], transl=flame.transl[:],
+    )
+
+
+def _error(obj, flame_reference, evaluated_vertices) -> float:
+    return float(np.abs(evaluated_vertices(obj) - flame_reference(_parameters(obj))).max())
+
+
+def _points(block) -> np.ndarray:
+    out = np.empty(3 * len(block.data), dtype=np.float32)
+    block.data.foreach_get("co", out)
+    return out
+
+
+def _correction(obj) -> np.ndarray:
+    mesh = pose_correction.correction_object(obj).data
+    out = np.empty(3 * len(mesh.vertices), dtype=np.float32)
+    mesh.vertices.foreach_get("co", out)
+    return out
+
+
+def test_playback_leaves_the_shape_keys_alone_and_stays_exact(small_head, flame_reference, evaluated_vertices):
+    obj = small_head
+    assert obj.modifiers[0].name == pose_correction.MODIFIER_NAME
+    target = pose_correction.correction_object(obj)
+    assert target is not None and len(target.data.vertices) == len(obj.data.vertices)
+    assert target.name not in bpy.context.scene.objects  # linked to no collection
+    _animate(obj)
+    scene = bpy.context.scene
+    scene.frame_set(1)
+    pose_key = obj.data.shape_keys.key_blocks[POSE_KEY]
+    before = _points(pose_key)
+    for frame in (2, 5, 8, 11, 15, 3):
+        scene.frame_set(frame)
+        assert _error(obj, flame_reference, evaluated_vertices) < TOLERANCE, frame
+    assert np.array_equal(_points(pose_key), before)  # playback never rewrote the pose key
+    assert np.abs(_correction(obj)).max() > 1e-3  # the pose went into the correction
+    # an edit writes the pose key again and zeroes the correction
+    obj.flame.jaw_pose[0] = 0.31
+    bpy.context.view_layer.update()
+    assert _error(obj, flame_reference, evaluated_vertices) < TOLERANCE
+    assert not np.array_equal(_points(pose_key), before)
+    assert not _correction(obj).any()
+
+
+def test_modifier_turned_off_plays_through_the_pose_key(small_head, flame_reference, evaluated_vertices):
+    obj = small_head
+    _animate(obj, seed=1)
+    modifier = obj.modifiers[pose_correction.MODIFIER_NAME]
+    for frame in (1, 4, 9):
+        bpy.context.scene.frame_set(frame)
+    assert np.abs(_correction(obj)).max() > 1e-3
+    # turned off after playback: the pose that was in the correction goes into the pose key
+    modifier.show_viewport = False
+    bpy.context.view_layer.update()
+    assert _error(obj, flame_reference, evaluated_vertices) < TOLERANCE
+    assert not _correction(obj).any()
+    for frame in (1, 4, 9, 14):
+        bpy.context.scene.frame_set(frame)
+        assert _error(obj, flame_reference, evaluated_vertices) < TOLERANCE, frame
+    assert not _correction(obj).any()
+    modifier.show_viewport = True  # and on again: nothing stale is added
+    bpy.context.view_layer.update()
+    assert _error(obj, flame_reference, evaluated_vertices) < TOLERANCE
+
+
+def test_saved_mid_playback_and_an_old_file_reopen_exactly(blender_scene, flame_dir, flame_reference, evaluated_vertices, tmp_path):
+    obj = import_head(blender_scene, flame_dir, n_shape=10, n_expression=5, name="FLAME")
+    _animate(obj, seed=2)
+    blender_scene.frame_set(6)
+    assert np.abs(_correction(obj)).max() > 1e-3
+    mid_playback = tmp_path / "mid.blend"
+    bpy.ops.wm.save_as_mainfile(filepath=str(mid_playback))
+    # a file as versions before the correction wrote it: no modifier, no correction object
+    pose_correction.remove(obj)
+    assert len(obj.modifiers) == 0
+    assert not [o for o in bpy.data.objects if o.get(pose_correction.MARKER)]
+    blender_scene.frame_set(7)
+    old = tmp_path / "old.blend"
+    bpy.ops.wm.save_as_mainfile(filepath=str(old))
+
+    for path, frame in ((mid_playback, 6), (old, 7)):
+        bpy.ops.wm.open_mainfile(filepath=str(path))
+        obj = bpy.data.objects["FLAME"]
+        assert bpy.context.scene.frame_current == frame
+        assert _error(obj, flame_reference, evaluated_vertices) < TOLERANCE, path.name
+        assert obj.modifiers[0].name == pose_correction.MODIFIER_NAME, path.name  # migrated
+        pose_key = obj.data.shape_keys.key_blocks[POSE_KEY]
+        before = _points(pose_key)
+        for frame in (2, 9, 13):
+            bpy.context.scene.frame_set(frame)
+            assert _error(obj, flame_reference, evaluated_vertices) < TOLERANCE, (path.name, frame)
+        assert np.array_equal(_points(pose_key), before), path.name
+
+
+def test_a_copied_head_gets_its_own_correction(small_head, flame_reference, evaluated_vertices):
+    obj = small_head
+    _animate(obj, seed=3)
+    copy = obj.copy()  # Shift+D: the object and its mesh (with its shape keys) are copied
+    copy.data = obj.data.copy()
+    copy.animation_data.action = None  # the copy keeps only the shape-key animation...
+    copy.flame.jaw_pose = (0.05, 0.0, 0.0)  # ...and its own pose
+    bpy.context.scene.collection.objects.link(copy)
+    assert pose_correction.correction_object(copy) == pose_correction.correction_object(obj)
+    bpy.context.view_layer.update()
+    assert pose_correction.correction_object(copy) != pose_correction.correction_object(obj)
+    for frame in (2, 6, 12):
+        bpy.context.scene.frame_set(frame)
+        for head in (obj, copy):
+            assert _error(head, flame_reference, evaluated_vertices) < TOLERANCE, (head.name, frame)
+
+
+def test_the_native_rig_takes_no_correction_along(small_head):
+    from flame_blender.blender.rig import make_rig
+
+    obj = small_head
+    _animate(obj, seed=4)
+    bpy.context.view_layer.objects.active = obj
+    _, mesh_obj = make_rig(bpy.context, obj, bake="FRAME_RANGE", keep_live=False, identity_as_shape_keys=True)
+    assert pose_correction.MODIFIER_NAME not in mesh_obj.modifiers
+    assert not [o for o in bpy.data.objects if o.get(pose_correction.MARKER)]  # removed with the head
+
+
+def test_make_single_user_gives_a_linked_duplicate_its_own_correction(small_head, flame_reference, evaluated_vertices):
+    from flame_blender.blender.diagnostics import make_single_user
+
+    obj = small_head
+    _animate(obj, seed=5)
+    twin = obj.copy()  # Alt+D: the same mesh, so the same shape keys
+    bpy.context.scene.collection.objects.link(twin)
+    twin.animation_data.action = None
+    twin.flame.neck_pose = (0.0, 0.2, 0.0)
+    assert make_single_user(twin)
+    assert pose_correction.correction_object(twin) != pose_correction.correction_object(obj)
+    for frame in (3, 10):
+        bpy.context.scene.frame_set(frame)
+        for head in (obj, twin):
+            assert _error(head, flame_reference, evaluated_vertices) < TOLERANCE, (head.name, frame)

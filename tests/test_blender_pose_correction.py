@@ -137,6 +137,22 @@ def test_saved_mid_playback_and_an_old_file_reopen_exactly(blender_scene, flame_
         assert np.array_equal(_points(pose_key), before), path.name
 
 
+def test_saving_or_stopping_playback_moves_the_pose_into_the_pose_key(small_head, flame_reference, evaluated_vertices, tmp_path):
+    """Exporters that skip modifiers, and older versions of the extension, see only the shape
+    keys: a saved head (and one whose playback stopped) holds its pose there alone."""
+    from flame_blender.blender import handlers
+
+    obj = small_head
+    _animate(obj, seed=4)
+    bpy.context.scene.frame_set(9)
+    assert np.abs(_correction(obj)).max() > 1e-3
+    bpy.ops.wm.save_as_mainfile(filepath=str(tmp_path / "saved.blend"))
+    assert not _correction(obj).any()
+    obj.modifiers[pose_correction.MODIFIER_NAME].show_viewport = False
+    assert _error(obj, flame_reference, evaluated_vertices) < TOLERANCE  # the shape keys alone
+    assert handlers.on_settle in bpy.app.handlers.animation_playback_post
+
+
 def test_a_copied_head_gets_its_own_correction(small_head, flame_reference, evaluated_vertices):
     obj = small_head
     _animate(obj, seed=3)

@@ -10,6 +10,8 @@
 - ``undo_post`` / ``redo_post``: data came back from the undo stack, caches are stale.
 - ``load_post``: models reload from the stored paths; a missing model leaves the saved shape.
   Heads from files saved before the pose correction existed get it here.
+- ``animation_playback_post`` / ``save_pre``: the played pose moves from the pose correction
+  back into the pose key, so a stopped or saved head's shape keys alone hold its pose.
 
 Writing the pose key inside these handlers tags the shape keys; Blender then evaluates once more,
 without running the handlers again, so the evaluated mesh is exact when the update returns.
@@ -118,8 +120,21 @@ def on_load_post(*args) -> None:
     head.update_all_heads(force=True)
 
 
+@persistent
+def on_settle(*args) -> None:
+    """Playback stopped, or the file is about to be saved: the played pose goes back into the
+    pose key (``head.settle_pose``)."""
+    try:
+        for obj in head.heads():
+            head.settle_pose(obj)
+    except ReferenceError:
+        pass
+
+
 HANDLERS = (
     ("depsgraph_update_post", on_depsgraph_update_post),
+    ("animation_playback_post", on_settle),
+    ("save_pre", on_settle),
     ("frame_change_pre", on_frame_change_pre),
     ("frame_change_post", on_frame_change_post),
     ("undo_post", on_undo_redo_post),

@@ -407,6 +407,17 @@ def update_head(obj: bpy.types.Object, depsgraph=None, force: bool = True) -> bo
     return True
 
 
+def settle_pose(obj: bpy.types.Object) -> bool:
+    """Move a head's pose from its pose correction back into the pose key (when playback stops,
+    before a save), so its shape keys alone hold the pose again: for exporters that skip
+    modifiers and for older versions of the extension. Returns True if it wrote the pose key."""
+    obj = getattr(obj, "original", obj)
+    cache = _caches.get(obj.session_uid)
+    if cache is None or cache.correction_zero:
+        return False
+    return safe_update(obj, force=True)
+
+
 def _pose_delta(obj, key, cache: _HeadCache, coefficients: np.ndarray, pose: np.ndarray, coefficients_changed: bool) -> tuple[np.ndarray, np.ndarray]:
     """The posed vertices and ``LBS(v_shaped) - v_shaped`` (float32 ``(V, 3)``) for these values;
     recomputes ``v_shaped`` only when the coefficients changed."""

@@ -92,6 +92,24 @@ def read_evaluated_vertices(obj, depsgraph=None):
     return out.reshape(-1, 3).astype(np.float64)
 
 
+def evaluated_parameters(obj, depsgraph=None):
+    """The head's parameters as the depsgraph evaluated them (animated values included), read
+    from Blender's evaluated shape keys and ``flame`` properties, not from the extension's caches."""
+    import bpy
+
+    from flame_blender.core import FlameParameters
+
+    depsgraph = depsgraph or bpy.context.evaluated_depsgraph_get()
+    flame = obj.evaluated_get(depsgraph).flame
+    blocks = obj.data.shape_keys.evaluated_get(depsgraph).key_blocks
+    return FlameParameters(
+        shape=[blocks[f"shape_{i:03d}"].value for i in range(flame.n_shape)],
+        expression=[blocks[f"expr_{i:03d}"].value for i in range(flame.n_expression)],
+        global_pose=flame.global_pose[:], neck_pose=flame.neck_pose[:], jaw_pose=flame.jaw_pose[:],
+        eye_pose=flame.eye_pose[:], transl=flame.transl[:],
+    )
+
+
 @pytest.fixture
 def evaluated_vertices():
     """``evaluated_vertices(obj, depsgraph=None) -> (V, 3)``: see :func:`read_evaluated_vertices`."""

@@ -15,25 +15,14 @@ import pytest
 
 bpy = pytest.importorskip("bpy")
 
+from conftest import evaluated_parameters  # noqa: E402
+
 from flame_blender.blender import get_parameters, import_head, set_parameters  # noqa: E402
 from flame_blender.core import FlameParameters  # noqa: E402
 
 TOLERANCE = 1e-5  # metres
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-
-def evaluated_parameters(obj, depsgraph) -> FlameParameters:
-    """The parameters as the depsgraph sees them (animated values included)."""
-    evaluated = obj.evaluated_get(depsgraph)
-    key = obj.data.shape_keys.evaluated_get(depsgraph)
-    flame = evaluated.flame
-    blocks = key.key_blocks
-    return FlameParameters(
-        shape=[blocks[f"shape_{i:03d}"].value for i in range(flame.n_shape)],
-        expression=[blocks[f"expr_{i:03d}"].value for i in range(flame.n_expression)],
-        global_pose=flame.global_pose[:], neck_pose=flame.neck_pose[:], jaw_pose=flame.jaw_pose[:],
-        eye_pose=flame.eye_pose[:], transl=flame.transl[:],
-    )
 
 
 def error_now(obj, flame_reference, evaluated_vertices, depsgraph=None) -> float:

@@ -9,6 +9,8 @@ import pytest
 
 bpy = pytest.importorskip("bpy")
 
+from conftest import evaluated_parameters  # noqa: E402
+
 from flame_blender import blender as flame_blender_layer  # noqa: E402
 from flame_blender import core  # noqa: E402
 from flame_blender.blender import get_parameters, import_head, landmark_empties, set_parameters  # noqa: E402
@@ -23,17 +25,6 @@ def empty_world_positions(obj, landmark_set: str, depsgraph=None) -> np.ndarray:
     empties = landmark_empties.landmark_empties(obj, landmark_set)
     return np.array([e.evaluated_get(depsgraph).matrix_world.translation[:] for e in empties])
 
-
-def evaluated_parameters(obj, depsgraph) -> FlameParameters:
-    evaluated = obj.evaluated_get(depsgraph)
-    blocks = obj.data.shape_keys.evaluated_get(depsgraph).key_blocks
-    flame = evaluated.flame
-    return FlameParameters(
-        shape=[blocks[f"shape_{i:03d}"].value for i in range(flame.n_shape)],
-        expression=[blocks[f"expr_{i:03d}"].value for i in range(flame.n_expression)],
-        global_pose=flame.global_pose[:], neck_pose=flame.neck_pose[:], jaw_pose=flame.jaw_pose[:],
-        eye_pose=flame.eye_pose[:], transl=flame.transl[:],
-    )
 
 
 def expected_world(obj, vertices: np.ndarray, embedding, faces) -> np.ndarray:

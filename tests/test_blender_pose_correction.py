@@ -10,9 +10,10 @@ import pytest
 
 bpy = pytest.importorskip("bpy")
 
+from conftest import evaluated_parameters  # noqa: E402
+
 from flame_blender.blender import import_head, pose_correction  # noqa: E402
 from flame_blender.blender.head import POSE_KEY  # noqa: E402
-from flame_blender.core import FlameParameters  # noqa: E402
 
 TOLERANCE = 1e-5  # metres
 
@@ -32,22 +33,9 @@ def _animate(obj, seed: int = 0) -> None:
             blocks[name].keyframe_insert("value", frame=frame)
 
 
-def _parameters(obj) -> FlameParameters:
-    """The values the animation gives now, read from the depsgraph (not from our caches)."""
-    depsgraph = bpy.context.evaluated_depsgraph_get()
-    evaluated = obj.evaluated_get(depsgraph)
-    blocks = obj.data.shape_keys.evaluated_get(depsgraph).key_blocks
-    flame = evaluated.flame
-    return FlameParameters(
-        shape=[blocks[f"shape_{i:03d}"].value for i in range(flame.n_shape)],
-        expression=[blocks[f"expr_{i:03d}"].value for i in range(flame.n_expression)],
-        global_pose=flame.global_pose[:], neck_pose=flame.neck_pose[:], jaw_pose=flame.jaw_pose[:],
-        eye_pose=flame.eye_pose[:], transl=flame.transl[:],
-    )
-
 
 def _error(obj, flame_reference, evaluated_vertices) -> float:
-    return float(np.abs(evaluated_vertices(obj) - flame_reference(_parameters(obj))).max())
+    return float(np.abs(evaluated_vertices(obj) - flame_reference(evaluated_parameters(obj))).max())
 
 
 def _points(block) -> np.ndarray:

@@ -29,6 +29,8 @@ CAP_FRACTION = 0.12
 FACING = 0.34
 #: Rolls about the scan's facing tried as starts besides the principal axes' 24.
 ROLLS = 12
+#: Rigid placements closer than 45 degrees count as one (trace of R1^T R2 = 1 + 2 cos angle).
+DISTINCT_TRACE = 1.0 + 2.0 * np.cos(np.radians(45.0))
 
 
 def axis_rotations() -> list[np.ndarray]:
@@ -126,7 +128,17 @@ def rigid_starts(model_points: np.ndarray, face_points: np.ndarray, scan: np.nda
     # ICP may still turn a start round: keep the results that face the scan, if any do
     candidates = [c for c in candidates if facing(c[0]) > FACING] or candidates
     candidates.sort(key=lambda found: found[2])
-    refined = [_icp(model_points, face_points, scan, r, t, steps=25) for r, t, _ in candidates[:keep]]
+    refined = [_icp(model_points, face_points, scan, r, t, steps=25) for r, t, _ in _distinct(candidates)[:keep]]
     refined = [c for c in refined if facing(c[0]) > FACING] or refined
     refined.sort(key=lambda found: found[2])
-    return [(r, t) for r, t, _ in refined]
+    return [(r, t) for r, t, _ in _distinct(refined)]
+
+
+def _distinct(candidates: list) -> list:
+    """``candidates`` (best first) less those within DISTINCT of a better one's rotation: ICP
+    from many starts lands on the same few placements, and a duplicate would waste a probe."""
+    kept = []
+    for candidate in candidates:
+        if all(np.trace(candidate[0].T @ other[0]) < DISTINCT_TRACE for other in kept):
+            kept.append(candidate)
+    return kept

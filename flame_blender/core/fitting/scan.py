@@ -10,7 +10,9 @@ steps on two robust point-to-plane terms (planes of the model's vertex normals):
 
 A Geman-McClure kernel (its scale shrinking from 10 mm to 2 mm) turns noise, hair and
 shoulders into small weights. The start is the landmarks' fit when there are landmarks, else the
-principal-axes search of :mod:`.scan_start`. Dense scans are subsampled.
+principal-axes search of :mod:`.scan_start` followed by coarse fits from its best start turned
+seven ways (the best of which, by a robust two-way point-to-plane score, is kept). Dense scans
+are subsampled.
 """
 
 from __future__ import annotations

@@ -2,8 +2,10 @@
 
 A head scan's principal axes match the model's only up to order and sign (and the missing back
 of the head tilts them), so every proper rotation that maps the scan's axes onto the model's
-(24 of them) is tried with a few iterations of trimmed ICP; the best few are refined, and the
-lowest two-way trimmed distance wins. The scale is the unit's (a fitted scale comes later).
+(24 of them) is tried with a few iterations of trimmed ICP; the best few distinct placements
+(more than 45 degrees apart) are refined and returned best first, by their two-way trimmed
+distance. The scale is the unit's (a fitted scale comes later). ICP of a template cannot
+follow a bent neck or another identity, so the caller fits coarsely from these starts.
 
 A scan that misses the back of the head is a cap, and a sphere fitted to a cap has its centre
 behind the surface: the way from that centre to the points' mean is the way the face looks

@@ -33,9 +33,10 @@ def random_rotation(rng: np.random.Generator) -> np.ndarray:
     return q
 
 
-def random_head(rng: np.random.Generator, n_shape: int = 300, n_expression: int = 100, scale: float = 1000.0) -> Target:
+def random_head(rng: np.random.Generator, n_shape: int = 300, n_expression: int = 100, scale: float = 1000.0,
+                rotation: np.ndarray | None = None) -> Target:
     """A random head (shape and expression within 2 sigma, jaw and neck up to 0.5 rad), rotated
-    at random, translated and scaled to ``scale`` units per metre."""
+    at random (or by ``rotation (3, 3)``), translated and scaled to ``scale`` units per metre."""
     from flame_blender.core import FlameNumpy, FlameParameters
 
     params = FlameParameters.zeros(n_shape, n_expression)
@@ -44,7 +45,7 @@ def random_head(rng: np.random.Generator, n_shape: int = 300, n_expression: int 
     params.jaw_pose = np.array([rng.uniform(0.0, 0.5), 0.0, 0.0])
     params.neck_pose = rng.uniform(-0.5, 0.5, 3) * np.array([1.0, 1.0, 0.3])
     truth_m = FlameNumpy(None, n_shape=n_shape, n_expression=n_expression)(**params.forward_kwargs())
-    rotation = random_rotation(rng)
+    rotation = random_rotation(rng) if rotation is None else np.asarray(rotation, dtype=np.float64)
     translation = rng.uniform(-1, 1, 3) * 0.3 * scale
     target = Target(np.zeros(0), rotation, translation, scale, params)
     target.truth = target.place(truth_m)

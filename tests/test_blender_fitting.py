@@ -155,3 +155,22 @@ def test_fit_to_a_selected_scan_mesh(small_head, flame_reference, flame_dir):
     assert face.max() < 3931
     error = np.linalg.norm(world_vertices(small_head)[face] - expected[face], axis=1)
     assert np.median(error) <= 2e-3, np.median(error)  # 2 mm
+
+
+def test_fit_scale_and_the_prior_switch(small_head, flame_reference):
+    """A registered target 7 % larger than any head: with Fit Scale the object takes the scale
+    and the head lands on the target; the panel's own priors apply only with Default Priors off."""
+    params = known_params(5)
+    truth = flame_reference(params)
+    faces = np.array([p.vertices[:] for p in small_head.data.polygons])
+    matrix = np.diag([1.07, 1.07, 1.07, 1.0])
+    target = add_target("Larger", truth, faces, matrix)
+    expected = world_vertices(target)
+    select(small_head, target)
+    assert bpy.ops.flame.fit(target="SELECTED", fit_scale=True) == {"FINISHED"}
+    assert np.allclose(tuple(small_head.scale), 1.07, atol=1e-4)
+    assert np.linalg.norm(world_vertices(small_head) - expected, axis=1).max() <= 1e-4
+    small_head.scale = (1.0, 1.0, 1.0)
+    assert bpy.ops.flame.fit(target="SELECTED", fit_scale=True, default_priors=False, shape_prior=100.0) == {"FINISHED"}
+    # a prior 1e9 times core's default pulls identity most of the way to the average head
+    assert np.abs(get_parameters(small_head).shape).max() < 0.5 * np.abs(params.shape).max()

@@ -94,11 +94,28 @@ def test_bad_scans_are_refused(numpy_model):
         fit_scan(numpy_model, points * 1e5)
 
 
-@pytest.mark.parametrize("seed", [30, 31, 32, 33])
-def test_scan_without_landmarks_finds_the_orientation(numpy_model, seed):
-    """Random rotations, mm and m: the rigid search (cap facing, principal axes, probes) must
-    land on the face, the only way to a face-region median within 2 mm of the known head."""
-    target, points = scan_target(seed, numpy_model, scale=1000.0 if seed % 2 == 0 else 1.0)
+#: Placements a scanner may hand over: upside down (half a turn about the view axis, y -> -y,
+#: x -> -x) and facing away (half a turn about the vertical, z -> -z, x -> -x), each slightly
+#: tilted, besides random rotations.
+UPSIDE_DOWN = np.diag([-1.0, -1.0, 1.0])
+FACING_AWAY = np.diag([-1.0, 1.0, -1.0])
+
+
+@pytest.mark.parametrize(("seed", "placement"), [
+    (30, None), (31, None), (34, UPSIDE_DOWN), (35, FACING_AWAY),
+])
+def test_scan_without_landmarks_finds_the_orientation(numpy_model, seed, placement):
+    """Random rotations, upside down, facing away, mm and m: the rigid search (cap facing,
+    principal axes, coarse fits from turned starts) must land on the face, the only way to a
+    face-region median within 2 mm of the known head."""
+    rng = np.random.default_rng(seed)
+    rotation = None
+    if placement is not None:
+        q, r = np.linalg.qr(np.eye(3) + 0.1 * rng.standard_normal((3, 3)))
+        rotation = placement @ (q * np.sign(np.diag(r)))  # a tilt of a few degrees
+    scale = 1000.0 if seed % 2 == 0 else 1.0
+    target = random_head(rng, N_SHAPE, N_EXPRESSION, scale=scale, rotation=rotation)
+    points = scan_of(target, 20000, 1.0, rng, numpy_model.faces)
     result = fit_scan(numpy_model, points)
     assert result.units == ("mm" if seed % 2 == 0 else "m")
     assert face_error_mm(numpy_model, result, target) <= 2.0

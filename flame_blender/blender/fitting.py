@@ -17,6 +17,7 @@ import numpy as np
 from bpy.props import BoolProperty, EnumProperty, FloatProperty, PointerProperty, StringProperty
 
 from ..core.errors import FlameParameterError
+from ..core.fitting.problem import DEFAULT_WEIGHTS
 from . import head, landmark_empties
 from .operators import USER_ERRORS, HeadOperator
 from .registration import register_classes, unregister_classes
@@ -43,10 +44,16 @@ class FitSettings:
     fit_shape: BoolProperty(name="Identity", default=True)
     fit_expression: BoolProperty(name="Expression", default=True)
     fit_pose: BoolProperty(name="Pose", default=True, description="Neck, jaw and eyes (the head's rotation always)")
-    shape_prior: FloatProperty(name="Identity Prior", default=1e-3, min=0.0, soft_max=1.0, precision=5,
-                               description="Weight pulling identity toward the average head")
-    expression_prior: FloatProperty(name="Expression Prior", default=1e-3, min=0.0, soft_max=1.0, precision=5,
-                                    description="Weight pulling expression toward neutral")
+    default_priors: BoolProperty(
+        name="Default Priors", default=True,
+        description="The fitting's own priors for the target's kind (a registered mesh needs almost none, "
+                    "landmarks the strongest); off: the two weights below")
+    shape_prior: FloatProperty(name="Identity Prior", default=DEFAULT_WEIGHTS["shape_prior"], min=0.0, soft_max=1.0,
+                               precision=6, description="Weight pulling identity toward the average head")
+    expression_prior: FloatProperty(name="Expression Prior", default=DEFAULT_WEIGHTS["expression_prior"], min=0.0,
+                                    soft_max=1.0, precision=6, description="Weight pulling expression toward neutral")
+    fit_scale: BoolProperty(name="Fit Scale", default=False,
+                            description="Also fit a free scale (else the units' scale is exact)")
     units: EnumProperty(name="Units", items=UNITS, default="AUTO")
 
 
@@ -130,8 +137,11 @@ def run_fit(model: Any, target: dict[str, Any], settings: Any, callback: Any = N
 
     groups = [g for g, on in (("shape", settings.fit_shape), ("expression", settings.fit_expression),
                               ("pose", settings.fit_pose)) if on]
-    options = dict(fit=groups, units="auto" if settings.units == "AUTO" else settings.units, callback=callback)
-    priors = {"shape_prior": settings.shape_prior, "expression_prior": settings.expression_prior}
+    options = dict(fit=groups, fit_scale=settings.fit_scale, callback=callback,
+                   units="auto" if settings.units == "AUTO" else settings.units)
+    # default priors: None lets each fit take its own (core is their one source)
+    priors = None if settings.default_priors else {
+        "shape_prior": settings.shape_prior, "expression_prior": settings.expression_prior}
     if target["kind"] == "registered":
         return fitting.fit_registered(model, target["points"], weights=priors, **options)
     if target["kind"] == "landmarks":
@@ -268,9 +278,13 @@ class FLAME_PT_fit(bpy.types.Panel):
         for name in ("fit_shape", "fit_expression", "fit_pose"):
             row.prop(state, name, toggle=True)
         col = box.column(align=True)
-        col.prop(state, "shape_prior")
-        col.prop(state, "expression_prior")
+        col.prop(state, "default_priors")
+        sub = col.column(align=True)
+        sub.enabled = not state.default_priors
+        sub.prop(state, "shape_prior")
+        sub.prop(state, "expression_prior")
         box.prop(state, "units")
+        box.prop(state, "fit_scale")
         if state.running:
             box.prop(state, "progress", text="Fitting (Esc stops)", slider=True)
         else:

@@ -10,7 +10,9 @@ steps on two robust point-to-plane terms (planes of the model's vertex normals):
 
 A Geman-McClure kernel (its scale shrinking from 10 mm to 2 mm) turns noise, hair and
 shoulders into small weights. The start is the landmarks' fit when there are landmarks, else the
-principal-axes search of :mod:`.scan_start`. Dense scans are subsampled.
+principal-axes search of :mod:`.scan_start` followed by coarse fits from its best start turned
+seven ways (the best of which, by a robust two-way point-to-plane score, is kept). Dense scans
+are subsampled.
 """
 
 from __future__ import annotations
@@ -35,14 +37,22 @@ from .solve_numpy import scaled_vertices
 #: FLAME_masks regions fitted by default: what a face scan shows reliably.
 SCAN_REGIONS = ("face", "forehead")
 KERNEL_START, KERNEL_END = 10 * MILLIMETRE, 2 * MILLIMETRE
-#: Outer iterations run from each rigid start before the best is kept; the components and turn
-#: (radians) of those probes.
-PROBE_ITERATIONS = 2
+#: Without landmarks: model and scan points of the rigid search; the coarse fits from the rigid
+#: start and its turns (outer iterations before the best is picked, then more for the best; the
+#: identity components, the turn in radians, scan points, kernel from and to).
+RIGID_POINTS = 1200
+RIGID_STARTS = 3
+#: A probe's two-way score (see _ScanFit.run) below which no further rigid start is tried: a
+#: scan with 1 mm of noise that the head fits scores about 0.3 to 0.6, a wrong orientation 0.9 and up.
+GOOD_PROBE = 0.75
+PROBE_ITERATIONS = 4
+PROBE_MORE = 2
 PROBE_COMPONENTS = 10
 PROBE_TURN = 0.45
-#: Rigid starts probed (each briefly fitted before the best two are turned).
-START_COUNT = 6
+PROBE_QUERIES = 1500
+PROBE_KERNELS = (30 * MILLIMETRE, 6 * MILLIMETRE)
 PROBE_KERNEL = 3 * MILLIMETRE
+PROBE_GAP = 10 * MILLIMETRE
 
 
 def _turns(angle: float = PROBE_TURN) -> list[np.ndarray]:
@@ -128,37 +138,33 @@ def fit_scan(
         rest_vertices = scaled_vertices(model, rest)
         # the neck turns against the head: leave it out of the rigid search
         hidden = [_eyeballs(model)] + [model.masks[n] for n in ("neck", "boundary") if n in model.masks]
-        picked = rng.permutation(np.setdiff1d(np.arange(model.n_vertices), np.concatenate(hidden)))[:1500]
-        face = rng.permutation(region)[:800]
-        starts = rigid_starts(rest_vertices[picked], rest_vertices[face], scan_m[:1500], keep=START_COUNT)
+        picked = rng.permutation(np.setdiff1d(np.arange(model.n_vertices), np.concatenate(hidden)))[:RIGID_POINTS]
+        face = rng.permutation(region)[: RIGID_POINTS // 2]
+        starts = rigid_starts(rest_vertices[picked], rest_vertices[face], scan_m[:RIGID_POINTS], keep=RIGID_STARTS)
         clock.progress("rigid")(1, float("nan"))
-        # several starts: a short, coarse fit from each (and from each turned by PROBE_TURN about
-        # the head's axes) tells the right orientation from its look-alikes
+        # a rigid start is within some 30 degrees at best (the neck bends the head, identity
+        # changes it): a coarse fit (rigid, neck, jaw, 10 identity components, a wide kernel)
+        # from it and from it turned by PROBE_TURN about each axis; the one that ends closest
+        # wins. The next rigid start is tried only while none has come close to the scan.
         probe_free = free_mask(model.n_shape, model.n_expression, (), False)
         probe_free[: min(PROBE_COMPONENTS, model.n_shape)] = "shape" in set(fit)
         probe_free[k + 3 : k + 9] = "pose" in set(fit)  # neck and jaw
-        probing = _ScanFit(model, clock, w, region, queries[:2000], scan_m[:5000], None, embedding, 1.0, probe_free)
+        probing = _ScanFit(model, clock, w, region, queries[:PROBE_QUERIES], scan_m[: 2 * PROBE_QUERIES], None,
+                           embedding, 1.0, probe_free)
+        probing.kernels = PROBE_KERNELS
         centre = rest_vertices[picked].mean(axis=0)
         tried = []
-
-        def probe(rotation, translation, turn):
-            turned = rotation @ turn
-            candidate = theta.copy()
-            _place(candidate, model, 1.0, turned, translation + (rotation - turned) @ centre, fit_scale)
-            candidate, score = probing.run(candidate, 0, PROBE_ITERATIONS, total=iterations, probe=True)
-            tried.append((score, candidate, turned, translation + (rotation - turned) @ centre))
-
         for rotation, translation in starts:
-            probe(rotation, translation, np.eye(3))
-        # the best two starts, turned by PROBE_TURN either way about each axis
-        for found in sorted(tried, key=lambda found: found[0])[:2]:
-            for turn in _turns()[1:]:
-                probe(*found[2:], turn)
-        # then half turns about the best: a start up to twice PROBE_TURN off still comes round
-        best_rotation, best_translation = min(tried, key=lambda found: found[0])[2:]
-        for turn in _turns(PROBE_TURN / 2)[1:]:
-            probe(best_rotation, best_translation, turn)
-        theta = min(tried, key=lambda found: found[0])[1]
+            for turn in _turns():
+                turned = rotation @ turn
+                candidate = theta.copy()
+                _place(candidate, model, 1.0, turned, translation + (rotation - turned) @ centre, fit_scale)
+                tried.append(probing.run(candidate, 0, PROBE_ITERATIONS, total=PROBE_ITERATIONS + PROBE_MORE, probe=True))
+            if min(score for _, score in tried) < GOOD_PROBE:
+                break
+        theta = min(tried, key=lambda found: found[1])[0]
+        theta, _ = probing.run(theta, PROBE_ITERATIONS, PROBE_ITERATIONS + PROBE_MORE,
+                               total=PROBE_ITERATIONS + PROBE_MORE)
     theta, _ = fitting.run(theta, 0, iterations, total=iterations)
     result = finish(model, fitting.problem, theta, unit_scale, unit_name, clock)
     # the aggregated term's residual is of per-vertex means: report the scan points' own
@@ -178,6 +184,7 @@ class _ScanFit:
         self.in_region[region] = True
         self.outside_eyes = np.setdiff1d(np.arange(model.n_vertices), _eyeballs(model))
         self.problem = Problem(model.n_shape, model.n_expression, [], free)
+        self.kernels = (KERNEL_START, KERNEL_END)
 
     def terms(self, vertices: np.ndarray, kernel: float) -> list[Term]:
         model, w, region = self.model, self.w, self.region
@@ -203,7 +210,7 @@ class _ScanFit:
             if self.clock.stopped:
                 break
             fraction = iteration / max(total - 1, 1)
-            kernel = KERNEL_START * (KERNEL_END / KERNEL_START) ** fraction
+            kernel = self.kernels[0] * (self.kernels[1] / self.kernels[0]) ** fraction
             annealing = 10.0 ** (1.0 - fraction)  # stronger priors while correspondences are rough
             self.problem = Problem(
                 self.model.n_shape, self.model.n_expression, self.terms(scaled_vertices(self.model, theta), kernel),
@@ -217,8 +224,14 @@ class _ScanFit:
         # compare starts by robust two-way distances in which every point counts (a kernel that
         # saturates rather than drops far points: a head that slides off the scan gains nothing)
         vertices = scaled_vertices(self.model, theta)
-        _, to_head = nearest(self.queries, vertices[self.outside_eyes])
-        _, to_scan = nearest(vertices[self.region], self.scan)
+        normals = vertex_normals(vertices, self.model.faces)
+        found, to_head = nearest(self.queries, vertices[self.outside_eyes])
+        found = self.outside_eyes[found]
+        along = np.abs(np.einsum("nc,nc->n", self.queries - vertices[found], normals[found]))
+        to_head = np.where(to_head < PROBE_GAP, along, to_head)
+        nearest_point, to_scan = nearest(vertices[self.region], self.scan)
+        along = np.abs(np.einsum("nc,nc->n", vertices[self.region] - self.scan[nearest_point], normals[self.region]))
+        to_scan = np.where(to_scan < PROBE_GAP, along, to_scan)
         return theta, float(np.mean(_saturating(to_head)) + np.mean(_saturating(to_scan)))
 
     def point_residual(self, theta: np.ndarray) -> float:

@@ -2,8 +2,10 @@
 
 A head scan's principal axes match the model's only up to order and sign (and the missing back
 of the head tilts them), so every proper rotation that maps the scan's axes onto the model's
-(24 of them) is tried with a few iterations of trimmed ICP; the best few are refined, and the
-lowest two-way trimmed distance wins. The scale is the unit's (a fitted scale comes later).
+(24 of them) is tried with a few iterations of trimmed ICP; the best few distinct placements
+(more than 45 degrees apart) are refined and returned best first, by their two-way trimmed
+distance. The scale is the unit's (a fitted scale comes later). ICP of a template cannot
+follow a bent neck or another identity, so the caller fits coarsely from these starts.
 
 A scan that misses the back of the head is a cap, and a sphere fitted to a cap has its centre
 behind the surface: the way from that centre to the points' mean is the way the face looks
@@ -29,6 +31,8 @@ CAP_FRACTION = 0.12
 FACING = 0.34
 #: Rolls about the scan's facing tried as starts besides the principal axes' 24.
 ROLLS = 12
+#: Rigid placements closer than 45 degrees count as one (trace of R1^T R2 = 1 + 2 cos angle).
+DISTINCT_TRACE = 1.0 + 2.0 * np.cos(np.radians(45.0))
 
 
 def axis_rotations() -> list[np.ndarray]:
@@ -126,7 +130,17 @@ def rigid_starts(model_points: np.ndarray, face_points: np.ndarray, scan: np.nda
     # ICP may still turn a start round: keep the results that face the scan, if any do
     candidates = [c for c in candidates if facing(c[0]) > FACING] or candidates
     candidates.sort(key=lambda found: found[2])
-    refined = [_icp(model_points, face_points, scan, r, t, steps=25) for r, t, _ in candidates[:keep]]
+    refined = [_icp(model_points, face_points, scan, r, t, steps=25) for r, t, _ in _distinct(candidates)[:keep]]
     refined = [c for c in refined if facing(c[0]) > FACING] or refined
     refined.sort(key=lambda found: found[2])
-    return [(r, t) for r, t, _ in refined]
+    return [(r, t) for r, t, _ in _distinct(refined)]
+
+
+def _distinct(candidates: list) -> list:
+    """``candidates`` (best first) less those within DISTINCT of a better one's rotation: ICP
+    from many starts lands on the same few placements, and a duplicate would waste a probe."""
+    kept = []
+    for candidate in candidates:
+        if all(np.trace(candidate[0].T @ other[0]) < DISTINCT_TRACE for other in kept):
+            kept.append(candidate)
+    return kept

@@ -17,6 +17,9 @@ from .model import FitModel
 from .problem import MILLIMETRE, Problem
 
 POSE_STEP = 1e-7
+#: A step that moves no vertex by more than this (metres of head: 0.01 mm) ends the solve: the
+#: next would move them by far less (Gauss-Newton converges quadratically near the minimum).
+STEP_TOLERANCE = 1e-5
 
 
 def scaled_vertices(model: FitModel, theta: np.ndarray) -> np.ndarray:
@@ -102,6 +105,7 @@ def solve_numpy(
     cost = problem.cost(theta, vertices)
     damping = 1e-6
     done = 0
+    moved = np.inf
     for done in range(1, iterations + 1):
         hessian, gradient = normal_equations(problem, model, theta, vertices)
         improved = False
@@ -120,12 +124,13 @@ def solve_numpy(
             if trial_cost <= cost:
                 improved = True
                 relative = (cost - trial_cost) / max(cost, 1e-300)
+                moved = float(np.abs(trial_vertices - vertices).max())
                 theta, vertices, cost = trial, trial_vertices, trial_cost
                 damping = max(damping / 10.0, 1e-9)
                 break
             damping *= 10.0
         if progress is not None and progress(done, cost) is False:
             break
-        if not improved or relative < 1e-9:
+        if not improved or relative < 1e-9 or moved < STEP_TOLERANCE:
             break
     return theta, done

@@ -179,7 +179,7 @@ class FLAME_OT_fit(HeadOperator, FitSettings, bpy.types.Operator):
             self.report({"ERROR"}, f"FLAME fit: {error}")
             return False
         self._obj_name = obj.name
-        self._job = {"target": target, "model": model, "cancel": False, "iteration": 0, "result": None, "error": None}
+        self._job = {"target": target, "model": model, "cancel": False, "iteration": 0, "stage": None, "result": None, "error": None}
         return True
 
     def execute(self, context):
@@ -204,6 +204,7 @@ class FLAME_OT_fit(HeadOperator, FitSettings, bpy.types.Operator):
 
         def callback(progress) -> bool:
             job["iteration"] += 1
+            job["stage"] = progress.stage
             return not job["cancel"]
 
         try:
@@ -217,9 +218,13 @@ class FLAME_OT_fit(HeadOperator, FitSettings, bpy.types.Operator):
             job["cancel"] = True
         if self._thread.is_alive():
             state = context.scene.flame_fit
-            state.progress = min(job["iteration"] / 60.0, 0.99)
+            # fits take from a few solver steps (a registered mesh) to ~150 (a scan without
+            # landmarks), unknown in advance: a bar that keeps moving and never fills early
+            steps = job["iteration"]
+            state.progress = min(steps / (steps + 40.0), 0.99)
             if context.workspace is not None:
-                context.workspace.status_text_set(f"Fitting FLAME... iteration {job['iteration']} (Esc to stop)")
+                stage = job.get("stage") or "starting"
+                context.workspace.status_text_set(f"Fitting FLAME: {stage}, step {steps} (Esc to stop)")
             for area in context.screen.areas if context.screen else ():
                 area.tag_redraw()
             return {"RUNNING_MODAL"}

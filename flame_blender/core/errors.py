@@ -23,3 +23,12 @@ class UnsafePickleError(FlameFileError):
 
 class FlameParameterError(ValueError):
     """FLAME parameters of the wrong shape, count or value (NaN, inf)."""
+
+
+def read_file_bytes(path, what: str) -> bytes:
+    """The whole of the file ``path``, or a :class:`FlameFileError` naming it and ``what`` it is
+    ("PNG", "EXR"...) when it cannot be read."""
+    try:
+        return Path(path).read_bytes()
+    except OSError as error:
+        raise FlameFileError(path, f"cannot read {what}: {error.strerror or error}") from None

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import FlameFileError
+from ..errors import FlameFileError, read_file_bytes
 from ..io.atomic import atomic_write_bytes
 
 _MAGIC = 20000630
@@ -30,10 +30,7 @@ _PIXEL_TYPES = {0: np.dtype("<u4"), 1: np.dtype("<f2"), 2: np.dtype("<f4")}
 def read_exr(path: str | Path) -> dict[str, np.ndarray]:
     """Every channel of an EXR file: name -> ``(H, W)`` array (float32, or uint32 for UINT)."""
     path = Path(path)
-    try:
-        data = path.read_bytes()
-    except OSError as error:
-        raise FlameFileError(path, f"cannot read EXR: {error.strerror or error}") from None
+    data = read_file_bytes(path, "EXR")
     return decode_exr(data, source=path)
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import FlameFileError
+from ..errors import FlameFileError, read_file_bytes
 from ..io.atomic import atomic_write_bytes
 
 _SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -65,10 +65,7 @@ def read_png(path: str | Path) -> np.ndarray:
     Returns ``(H, W)`` for grey images, else ``(H, W, C)``; uint8 or uint16; row 0 = top.
     """
     path = Path(path)
-    try:
-        data = path.read_bytes()
-    except OSError as error:
-        raise FlameFileError(path, f"cannot read PNG: {error.strerror or error}") from None
+    data = read_file_bytes(path, "PNG")
     return decode_png(data, source=path)
 
 

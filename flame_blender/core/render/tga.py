@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import FlameFileError
+from ..errors import FlameFileError, read_file_bytes
 
 _HEADER = struct.Struct("<BBBHHBHHHHBB")
 _TRUE_COLOUR, _GREY = 2, 3
@@ -24,10 +24,7 @@ def read_tga(path: str | Path) -> np.ndarray:
     """The pixels of an uncompressed TGA: ``(H, W, C)`` uint8, RGB(A) order (C = 3 or 4) or
     ``(H, W)`` for grey, row 0 = top of the image."""
     path = Path(path)
-    try:
-        data = path.read_bytes()
-    except OSError as error:
-        raise FlameFileError(path, f"cannot read TGA: {error.strerror or error}") from None
+    data = read_file_bytes(path, "TGA")
     return decode_tga(data, source=path)
 
 

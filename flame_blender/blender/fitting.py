@@ -14,13 +14,18 @@ from typing import Any
 
 import bpy
 import numpy as np
-from bpy.props import BoolProperty, EnumProperty, FloatProperty, PointerProperty, StringProperty
+from bpy.props import BoolProperty, EnumProperty, FloatProperty, StringProperty
 
 from ..core.errors import FlameParameterError
 from ..core.fitting.problem import DEFAULT_WEIGHTS
 from . import head, landmark_empties
 from .operators import USER_ERRORS, HeadOperator
-from .registration import register_classes, unregister_classes
+from .registration import (
+    register_classes,
+    register_scene_settings,
+    unregister_classes,
+    unregister_scene_settings,
+)
 
 TARGETS = [
     ("SELECTED", "Selected Mesh", "The other selected mesh: FLAME topology (5023 vertices) or any scan"),
@@ -307,12 +312,10 @@ classes = (FlameFitState, FLAME_OT_fit, FLAME_PT_fit)
 
 def register() -> None:
     register_classes(classes)
-    if not hasattr(bpy.types.Scene, "flame_fit"):
-        bpy.types.Scene.flame_fit = PointerProperty(type=FlameFitState)
+    register_scene_settings("flame_fit", FlameFitState)
 
 
 def unregister() -> None:
-    if hasattr(bpy.types.Scene, "flame_fit"):
-        del bpy.types.Scene.flame_fit
+    unregister_scene_settings("flame_fit")
     unregister_classes(classes)
     _models.clear()

@@ -15,14 +15,18 @@ from bpy.props import (
     EnumProperty,
     FloatProperty,
     IntProperty,
-    PointerProperty,
     StringProperty,
 )
 
 from ... import core
 from ...core.errors import FlameFileError, FlameParameterError
 from .. import head as blender_head
-from ..registration import register_classes, unregister_classes
+from ..registration import (
+    register_classes,
+    register_scene_settings,
+    unregister_classes,
+    unregister_scene_settings,
+)
 from . import device as cycles_device
 from . import material, passes, studio
 
@@ -403,11 +407,9 @@ classes = (FlameRenderSettings, FLAME_OT_setup_studio, FLAME_OT_apply_albedo, FL
 
 def register() -> None:
     register_classes(classes)
-    if not hasattr(bpy.types.Scene, "flame_render"):
-        bpy.types.Scene.flame_render = PointerProperty(type=FlameRenderSettings)
+    register_scene_settings("flame_render", FlameRenderSettings)
 
 
 def unregister() -> None:
-    if hasattr(bpy.types.Scene, "flame_render"):
-        del bpy.types.Scene.flame_render
+    unregister_scene_settings("flame_render")
     unregister_classes(classes)

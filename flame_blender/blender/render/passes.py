@@ -93,13 +93,20 @@ class RenderTimer:
 
 
 
-def use_png_rgba8(settings) -> None:
-    """Image settings for an 8-bit RGBA PNG (Blender 5.0 first needs a plain-image media type)."""
+def use_rgba8(settings, file_format: str) -> None:
+    """Image settings for an 8-bit RGBA file of ``file_format`` ("PNG", "TARGA_RAW"; Blender 5.0
+    first needs a plain-image media type)."""
     if hasattr(settings, "media_type"):
         settings.media_type = "IMAGE"
-    settings.file_format = "PNG"
+    settings.file_format = file_format
     settings.color_mode = "RGBA"
     settings.color_depth = "8"
+
+
+def use_png_rgba8(settings) -> None:
+    """Image settings for an 8-bit RGBA PNG."""
+    use_rgba8(settings, "PNG")
+
 
 def prepare_scene(
     scene: bpy.types.Scene, width: int, height: int, samples: int
@@ -140,12 +147,7 @@ def render_picture_scratch(
     colour-managed pixels as :func:`render_picture`'s PNG, but written in about half the time,
     since Blender's thread does no compression. :func:`core.render.tga.read_tga` reads it back
     (on any thread) for the PNG."""
-    settings = scene.render.image_settings
-    if hasattr(settings, "media_type"):
-        settings.media_type = "IMAGE"
-    settings.file_format = "TARGA_RAW"
-    settings.color_mode = "RGBA"
-    settings.color_depth = "8"
+    use_rgba8(scene.render.image_settings, "TARGA_RAW")
     _render_picture(scene, samples, transparent, denoise)
     bpy.data.images["Render Result"].save_render(str(path), scene=scene)
 

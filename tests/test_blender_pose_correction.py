@@ -45,10 +45,22 @@ def _points(block) -> np.ndarray:
 
 
 def _correction(obj) -> np.ndarray:
+    """The correction's offsets and (where present) its per-vertex linear map, flattened."""
     mesh = pose_correction.correction_object(obj).data
-    out = np.empty(3 * len(mesh.vertices), dtype=np.float32)
-    mesh.vertices.foreach_get("co", out)
-    return out
+    parts = []
+    for name in ("position", *pose_correction.COLUMN_ATTRIBUTES):
+        if name in mesh.attributes:
+            out = np.empty(3 * len(mesh.vertices), dtype=np.float32)
+            mesh.attributes[name].data.foreach_get("vector", out)
+            parts.append(out)
+    return np.concatenate(parts)
+
+
+def _uses_linear_map(obj) -> bool:
+    mesh = pose_correction.correction_object(obj).data
+    return all(name in mesh.attributes for name in pose_correction.COLUMN_ATTRIBUTES) and bool(
+        _correction(obj)[3 * len(mesh.vertices):].any()
+    )
 
 
 def test_playback_leaves_the_shape_keys_alone_and_stays_exact(small_head, flame_reference, evaluated_vertices):
@@ -66,7 +78,8 @@ def test_playback_leaves_the_shape_keys_alone_and_stays_exact(small_head, flame_
         scene.frame_set(frame)
         assert _error(obj, flame_reference, evaluated_vertices) < TOLERANCE, frame
     assert np.array_equal(_points(pose_key), before)  # playback never rewrote the pose key
-    assert np.abs(_correction(obj)).max() > 1e-3  # the pose went into the correction
+    assert np.abs(_correction(obj)).max() > 1e-3  # the pose went into the correction...
+    assert _uses_linear_map(obj)  # ...as the skinning of Blender's own shape-key mix
     # an edit writes the pose key again and zeroes the correction
     obj.flame.jaw_pose[0] = 0.31
     bpy.context.view_layer.update()
@@ -184,3 +197,47 @@ def test_make_single_user_gives_a_linked_duplicate_its_own_correction(small_head
         bpy.context.scene.frame_set(frame)
         for head in (obj, twin):
             assert _error(head, flame_reference, evaluated_vertices) < TOLERANCE, (head.name, frame)
+
+
+def test_a_head_with_keys_of_its_own_plays_exactly(small_head, flame_reference, evaluated_vertices):
+    """A shape key that is not FLAME's (a user's sculpt, like the eyelid keys of tracked
+    sequences) is added after skinning, as outside playback: not rotated with the head."""
+    obj = small_head
+    _animate(obj, seed=6)
+    sculpt = obj.shape_key_add(name="my sculpt", from_mix=False)
+    count = len(sculpt.data)
+    points = _points(sculpt).reshape(-1, 3)
+    lift = np.zeros_like(points)
+    lift[: count // 2, 1] = 0.004  # 4 mm up for half the vertices
+    sculpt.data.foreach_set("co", (points + lift).reshape(-1))
+    for frame, value in ((1, 0.0), (15, 1.0)):
+        sculpt.value = value
+        sculpt.keyframe_insert("value", frame=frame)
+    delta = lift.astype(np.float64)  # (key - Basis), what Blender adds times the value
+    for frame in (2, 5, 8, 11, 14):
+        bpy.context.scene.frame_set(frame)
+        key = obj.data.shape_keys.evaluated_get(bpy.context.evaluated_depsgraph_get())
+        value = key.key_blocks["my sculpt"].value
+        assert 0.0 < value < 1.0
+        expected = flame_reference(evaluated_parameters(obj)) + value * delta
+        assert np.abs(evaluated_vertices(obj) - expected).max() < TOLERANCE, frame
+    assert not _uses_linear_map(obj)  # the pose went in as an offset
+
+
+def test_a_correction_from_an_earlier_version_is_brought_up_to_date(small_head, flame_reference, evaluated_vertices):
+    """Files saved before the linear map existed carry a node group that only adds an offset:
+    a file load gives the head the current one, and playback stays exact."""
+    from flame_blender.blender import handlers
+
+    obj = small_head
+    modifier = obj.modifiers[pose_correction.MODIFIER_NAME]
+    modifier.node_group[pose_correction.MARKER] = 1  # as the earlier version marked its group
+    old_group = modifier.node_group
+    handlers.migrate_heads()
+    assert modifier.node_group != old_group
+    assert modifier.node_group[pose_correction.MARKER] == pose_correction.VERSION
+    _animate(obj, seed=7)
+    for frame in (3, 9, 14):
+        bpy.context.scene.frame_set(frame)
+        assert _error(obj, flame_reference, evaluated_vertices) < TOLERANCE, frame
+    assert _uses_linear_map(obj)

@@ -67,6 +67,34 @@ def test_shaped_then_posed_equals_the_forward_pass(model: dict, reference: FLAME
 
 
 @pytest.mark.parametrize("kind", KINDS)
+def test_skinning_of_a_given_v_shaped_equals_the_forward_pass(model: dict, reference: FLAME, kind: str) -> None:
+    """``skinning`` never blends a shape direction: the caller brings ``v_shaped`` (in Blender,
+    the shape-key mix). Here it is blended independently in float64 from the model's arrays,
+    offsets included."""
+    backend = create_backend(model, kind)
+    rng = np.random.default_rng(5)
+    template = np.asarray(model["v_template"], np.float64)
+    directions = np.asarray(model["shapedirs"], np.float64)  # (V, 3, 400)
+    for use_offsets in (False, True):
+        shape, expression, pose = random_head(rng)
+        offsets = rng.normal(size=(5023, 3)) * 0.002 if use_offsets else None
+        v_shaped = template + directions @ np.concatenate([shape, expression])
+        if offsets is not None:
+            v_shaped += offsets
+        skinning = backend.skinning(shape, expression, *split(pose), offsets=offsets)
+        assert skinning.blended.shape == (4, 5023, 3) and skinning.pose_offsets.shape == (5023, 3)
+        v = v_shaped + skinning.pose_offsets
+        columns = skinning.blended.astype(np.float64)
+        vertices = v + sum(v[:, axis : axis + 1] * columns[axis] for axis in range(3)) + columns[3] + skinning.transl
+        g, n, j, e, t = split(pose)
+        want = reference.run(
+            shape_params=shape, expression_params=expression, global_pose=g, neck_pose=n, jaw_pose=j,
+            eye_pose=e, transl=t, offsets=offsets,
+        ).vertices.numpy()
+        assert np.abs(vertices - want).max() < 2e-6, use_offsets
+
+
+@pytest.mark.parametrize("kind", KINDS)
 def test_zero_parameters_give_the_template_exactly(model: dict, kind: str) -> None:
     backend = create_backend(model, kind)
     template = model["v_template"].astype(np.float32)

@@ -301,6 +301,9 @@ class _HeadCache:
     offsets_scale: float = 0.0  # the offsets key's value (0 when muted) v_shaped was computed with
     key_delta: np.ndarray | None = None  # float32 (V, 3): flame_pose minus Basis, as Blender mixes it
     correction_zero: bool = False  # the pose correction is known to be zero (False: unknown)
+    #: Blender's shape-key mix is ``v_shaped`` plus the pose key, nothing else (no eyelid or
+    #: user keys, which FLAME adds after skinning): the correction may then skin it
+    skinnable: bool = False
     plans: dict | None = None  # "object" / "key" -> F-curve signature, chosen curves, targets
 
 
@@ -340,6 +343,7 @@ def _cache_for(obj, key) -> _HeadCache | None:
         offsets_index=positions.get(OFFSETS_KEY),
         value_buffer=np.empty(len(blocks), dtype=np.float32),
         mute_buffer=np.empty(len(blocks), dtype=bool),
+        skinnable=set(positions) <= {key.reference_key.name, *wanted, POSE_KEY, OFFSETS_KEY},
     )
     _caches[obj.session_uid] = cache
     return cache
@@ -465,17 +469,51 @@ def _write_pose_key(obj, key, cache: _HeadCache, coefficients: np.ndarray, pose:
 def _write_correction(obj, key, cache: _HeadCache, coefficients: np.ndarray, pose: np.ndarray, coefficients_changed: bool) -> None:
     """Playback: put the pose into the head's pose correction instead of the pose key, which
     Blender would copy whole (every key block) to evaluate. Falls back to the pose key for a
-    head without its own correction (old files, a duplicate not yet given one)."""
+    head without its own correction (old files, a duplicate not yet given one).
+
+    When Blender's shape-key mix is ``v_shaped`` plus the pose key (``cache.skinnable``), the
+    correction is the pose's skinning map (:meth:`FlameBackend.skinning`), applied by the
+    modifier to that mix: no shape direction is blended here. Otherwise it is the posed
+    vertices minus the mix, an offset."""
     mesh = pose_correction.claim(obj)
     if mesh is None or cache.key_delta is None:
         _write_pose_key(obj, key, cache, coefficients, pose, coefficients_changed)
         return
-    vertices, delta = _pose_delta(obj, key, cache, coefficients, pose, coefficients_changed)
-    delta -= cache.key_delta
-    pose_correction.write(mesh, delta)
+    if cache.skinnable:
+        _write_skinning(obj, key, cache, mesh, coefficients, pose)
+        if coefficients_changed:
+            cache.coefficients, cache.v_shaped = coefficients, None  # v_shaped: on demand
+        if landmark_empties.following(obj):
+            vertices, _ = _pose_delta(obj, key, cache, coefficients, pose, False)
+            landmark_empties.follow(obj, vertices, pose)
+    else:
+        vertices, delta = _pose_delta(obj, key, cache, coefficients, pose, coefficients_changed)
+        delta -= cache.key_delta
+        pose_correction.write(mesh, delta)
+        landmark_empties.follow(obj, vertices, pose)
     cache.correction_zero = False
     cache.pose = pose
-    landmark_empties.follow(obj, vertices, pose)
+
+
+def _write_skinning(obj, key, cache: _HeadCache, mesh, coefficients: np.ndarray, pose: np.ndarray) -> None:
+    """The correction that maps Blender's mix ``m = v_shaped + key_delta`` to FLAME's vertices:
+    ``v = m - key_delta + pose_offsets`` is skinned to ``v + D v + t``, that is
+    ``m + D m + (I + D)(pose_offsets - key_delta) + t`` (``D`` the blended ``G - I``)."""
+    flame = obj.flame
+    backend = runtime.get_backend(flame.model_path, flame.n_shape, flame.n_expression, flame.teeth)
+    n_shape = flame.n_shape
+    with single_threaded_blas():
+        skinning = backend.skinning(
+            coefficients[:n_shape], coefficients[n_shape:], pose[0:3], pose[3:6], pose[6:9], pose[9:15],
+            pose[15:18], offsets=_offsets(key, cache),
+        )
+    columns = skinning.blended  # (4, V, 3): D's columns, then t
+    before = skinning.pose_offsets - cache.key_delta  # (V, 3)
+    offset = before + columns[3]
+    for axis in range(3):
+        offset += columns[axis] * before[:, axis : axis + 1]
+    offset += skinning.transl.astype(np.float32)
+    pose_correction.write(mesh, offset, columns[:3])
 
 
 def _offsets(key, cache: _HeadCache) -> np.ndarray | None:

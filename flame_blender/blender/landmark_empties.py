@@ -170,6 +170,11 @@ def _followers(obj) -> _Followers | None:
     return index.get(obj.session_uid)
 
 
+def following(obj: bpy.types.Object) -> bool:
+    """Whether the head has landmark empties that follow its surface (a dict lookup)."""
+    return _followers(obj) is not None
+
+
 def landmark_empties(obj: bpy.types.Object, landmark_set: str | None = None) -> list[bpy.types.Object]:
     """The head's landmark empties (of one set, or all), in landmark order."""
     followers = _followers(obj)

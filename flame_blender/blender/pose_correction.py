@@ -29,6 +29,11 @@ MODIFIER_NAME = "FLAME pose correction"
 NODE_GROUP_NAME = "FLAME pose correction"
 #: Custom property marking our node group, correction objects and the head that owns them.
 MARKER = "flame_pose_correction"
+#: The node group's version (its marker's value): 1 added an offset, 2 also a per-vertex linear
+#: map (the skinning's ``G - I`` blended by the weights), see :func:`write`.
+VERSION = 2
+#: Point attributes of the correction: the map's columns (what x, y and z of a vertex add).
+COLUMN_ATTRIBUTES = ("flame_skin_x", "flame_skin_y", "flame_skin_z")
 _SOCKET_NAME = "Correction"
 
 #: correction object session_uid -> the head's session_uid that writes it (this session).
@@ -42,10 +47,10 @@ def forget() -> None:
 
 def _node_group() -> bpy.types.NodeTree:
     for tree in bpy.data.node_groups:
-        if tree.get(MARKER) == 1 and tree.bl_idname == "GeometryNodeTree" and tree.library is None:
+        if tree.get(MARKER) == VERSION and tree.bl_idname == "GeometryNodeTree" and tree.library is None:
             return tree
     tree = bpy.data.node_groups.new(NODE_GROUP_NAME, "GeometryNodeTree")
-    tree[MARKER] = 1
+    tree[MARKER] = VERSION
     interface = tree.interface
     interface.new_socket("Geometry", in_out="INPUT", socket_type="NodeSocketGeometry")
     interface.new_socket(_SOCKET_NAME, in_out="INPUT", socket_type="NodeSocketObject")
@@ -54,20 +59,42 @@ def _node_group() -> bpy.types.NodeTree:
     group_in, group_out = nodes.new("NodeGroupInput"), nodes.new("NodeGroupOutput")
     info = nodes.new("GeometryNodeObjectInfo")
     info.transform_space = "ORIGINAL"  # the correction's raw coordinates, in the head's space
-    sample = nodes.new("GeometryNodeSampleIndex")
-    sample.data_type, sample.domain = "FLOAT_VECTOR", "POINT"
-    position, index = nodes.new("GeometryNodeInputPosition"), nodes.new("GeometryNodeInputIndex")
+    index = nodes.new("GeometryNodeInputIndex")
+
+    def sampled(value_socket, row: int):
+        """``value_socket``, a field on the correction's points, at the head vertex's index."""
+        sample = nodes.new("GeometryNodeSampleIndex")
+        sample.data_type, sample.domain = "FLOAT_VECTOR", "POINT"
+        links.new(info.outputs["Geometry"], sample.inputs["Geometry"])
+        links.new(value_socket, _vector_socket(sample.inputs, "Value"))
+        links.new(index.outputs["Index"], sample.inputs["Index"])
+        sample.location = (400.0, -200.0 * row)
+        return _vector_socket(sample.outputs, "Value")
+
+    # offset = t + x·column_x + y·column_y + z·column_z, (x, y, z) the vertex's position
+    offset = sampled(nodes.new("GeometryNodeInputPosition").outputs["Position"], 0)
+    position = nodes.new("GeometryNodeInputPosition")
+    separate = nodes.new("ShaderNodeSeparateXYZ")
+    links.new(position.outputs["Position"], separate.inputs[0])
+    for row, axis in enumerate("xyz", start=1):
+        attribute = nodes.new("GeometryNodeInputNamedAttribute")
+        attribute.data_type = "FLOAT_VECTOR"
+        attribute.inputs["Name"].default_value = COLUMN_ATTRIBUTES[row - 1]
+        attribute.location = (200.0, -200.0 * row)
+        add = nodes.new("ShaderNodeVectorMath")
+        add.operation = "MULTIPLY_ADD"
+        add.location = (600.0, -200.0 * row)
+        links.new(sampled(_vector_socket(attribute.outputs, "Attribute"), row), add.inputs[0])
+        links.new(separate.outputs[axis.upper()], add.inputs[1])
+        links.new(offset, add.inputs[2])
+        offset = add.outputs["Vector"]
     set_position = nodes.new("GeometryNodeSetPosition")
     links.new(group_in.outputs[1], info.inputs["Object"])
-    links.new(info.outputs["Geometry"], sample.inputs["Geometry"])
-    links.new(position.outputs["Position"], _vector_socket(sample.inputs, "Value"))
-    links.new(index.outputs["Index"], sample.inputs["Index"])
     links.new(group_in.outputs[0], set_position.inputs["Geometry"])
-    links.new(_vector_socket(sample.outputs, "Value"), set_position.inputs["Offset"])
+    links.new(offset, set_position.inputs["Offset"])
     links.new(set_position.outputs[0], group_out.inputs[0])
-    for x, node in enumerate((group_in, info, sample, set_position, group_out)):
-        node.location = (200.0 * x, 0.0)
-    position.location, index.location = (200.0, -250.0), (200.0, -400.0)
+    for x, node in ((0, group_in), (1, info), (4, set_position), (5, group_out)):
+        node.location = (200.0 * x, 200.0)
     return tree
 
 
@@ -152,6 +179,10 @@ def ensure(obj) -> bool:
     modifier = _modifier(obj)
     target = correction_object(obj)
     if target is not None and target.library is None and _usable_by(obj, target):
+        if modifier.node_group.get(MARKER) != VERSION:  # from a file saved by an earlier version
+            modifier.node_group = _node_group()
+            modifier[_socket_identifier(modifier.node_group)] = target
+            obj.update_tag()
         _owners[target.session_uid] = obj.session_uid
         return True
     if modifier is None:
@@ -162,7 +193,7 @@ def ensure(obj) -> bool:
         modifier.node_group = _node_group()
         modifier.show_expanded = False
         _move_first(obj, modifier)
-    elif modifier.node_group.get(MARKER) != 1:
+    elif modifier.node_group.get(MARKER) != VERSION:
         modifier.node_group = _node_group()
     mesh = bpy.data.meshes.new(f"{obj.name} pose correction")
     mesh.vertices.add(len(obj.data.vertices))
@@ -201,7 +232,21 @@ def remove(obj) -> None:
             bpy.data.meshes.remove(mesh)
 
 
-def write(mesh, correction: np.ndarray) -> None:
-    """Set the correction ``(V, 3)`` float32 and tag the small mesh (not the head)."""
-    mesh.attributes["position"].data.foreach_set("vector", correction.reshape(-1))
+def write(mesh, offset: np.ndarray, columns: np.ndarray | None = None) -> None:
+    """Set the correction and tag the small mesh (not the head): each evaluated vertex ``p``
+    becomes ``p + offset + columns @ p``.
+
+    ``offset (V, 3)`` float32; ``columns (3, V, 3)`` float32, what a vertex's x, y and z add
+    (the map's columns), None for zero. Zero for both leaves the head's mesh exactly as it is.
+    """
+    attributes = mesh.attributes
+    attributes["position"].data.foreach_set("vector", np.ascontiguousarray(offset, np.float32).reshape(-1))
+    for axis, name in enumerate(COLUMN_ATTRIBUTES):
+        attribute = attributes.get(name)
+        if attribute is None:
+            if columns is None:
+                continue  # a missing attribute reads as zero
+            attribute = attributes.new(name, "FLOAT_VECTOR", "POINT")
+        values = np.zeros(3 * len(mesh.vertices), np.float32) if columns is None else columns[axis]
+        attribute.data.foreach_set("vector", np.ascontiguousarray(values, np.float32).reshape(-1))
     mesh.update_tag()

@@ -23,6 +23,7 @@ cost of launching kernels and copying back.)
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -80,6 +81,17 @@ def create_backend(
     return TorchBackend(arrays, extra_stage=extra_stage, device="cuda" if kind == "torch_cuda" else "cpu")
 
 
+@dataclass
+class Skinning:
+    """One pose of a head, for a caller that has its ``v_shaped`` already. The posed vertices are
+    ``v + x * blended[0] + y * blended[1] + z * blended[2] + blended[3] + transl``, with
+    ``v = (x, y, z) = v_shaped + pose_offsets`` per vertex: :func:`.lbs.lbs` exactly."""
+
+    blended: np.ndarray  # (4, V, 3) float32: the columns of each vertex's weighted [G - I | t]
+    pose_offsets: np.ndarray  # (V, 3) float32: the pose correctives
+    transl: np.ndarray  # (3,) float64
+
+
 class FlameBackend:
     """NumPy single-head evaluator (float32 arrays, float64 joint math). See the module docstring."""
 
@@ -122,6 +134,7 @@ class FlameBackend:
         self._last_shaped: np.ndarray | None = None
         self._last_planar: Any = None
         self._last_joints: np.ndarray | None = None
+        self._skinning_arrays: tuple[np.ndarray, np.ndarray] | None = None
         self._setup_heavy(arrays)
 
     # -- the two calls the Blender layer makes ------------------------------------------------
@@ -173,10 +186,9 @@ class FlameBackend:
         self._coefficients = coefficients
         self._planar64 = planar64
         self._offsets = offsets
-        joints = (self._joint_template + coefficients @ self._joint_directions).reshape(-1, 3)
+        joints = self._rest_joints(coefficients, offsets)
         if offsets is not None:
             planar64 = planar64 + offsets.T.reshape(-1)
-            joints = joints + self._joint_regressor @ offsets
         out = np.ascontiguousarray(planar64.reshape(3, -1).T, dtype=np.float32)
         self._remember(out, joints, planar64)
         return out
@@ -216,21 +228,7 @@ class FlameBackend:
             extra = _vector("extra_params", extra_params)
             if extra.size != len(self.extra_names):
                 raise FlameParameterError(f"extra_params: expected {len(self.extra_names)} values, got {extra.size}")
-        pose = np.zeros((5, 3))
-        for name, value, row, size in (
-            ("global_pose", global_pose, 0, 3),
-            ("neck_pose", neck_pose, 1, 3),
-            ("jaw_pose", jaw_pose, 2, 3),
-            ("eye_pose", eye_pose, 3, 6),
-        ):
-            if value is not None:
-                vector = _vector(name, value)
-                if vector.size != size:
-                    raise FlameParameterError(f"{name}: expected {size} values, got {vector.size}")
-                pose.reshape(-1)[3 * row : 3 * row + size] = vector
-        offset = None if transl is None else _vector("transl", transl)
-        if offset is not None and offset.size != 3:
-            raise FlameParameterError(f"transl: expected 3 values, got {offset.size}")
+        pose, offset = _pose_and_transl(global_pose, neck_pose, jaw_pose, eye_pose, transl)
         if v_shaped is self._last_shaped and self._last_planar is not None:
             planar, rest_joints = self._last_planar, self._last_joints
         else:
@@ -241,10 +239,7 @@ class FlameBackend:
                 raise FlameParameterError("v_shaped holds NaN or inf values")
             rest_joints = self._joint_regressor @ v.astype(np.float64)
             planar = self._to_planar(v)
-        rotations = axis_angle_to_matrix(pose[None])
-        transforms, world_joints, _ = rigid_transforms(rotations, rest_joints[None], self._parents)
-        feature = pose_feature(rotations)[0]
-        per_joint = transforms[0].reshape(5, 12).T  # (12, J)
+        feature, per_joint, world_joints = self._joint_terms(pose, rest_joints)
         if extra is not None:  # metrical-tracker: after skinning, before the translation
             shift = (extra.astype(np.float32) @ self._posed_extra).reshape(3, -1)
             if offset is not None:
@@ -253,8 +248,66 @@ class FlameBackend:
             vertices += shift.T
         else:
             vertices = self._skin(planar, feature, per_joint, offset)
-        joints = world_joints[0] if offset is None else world_joints[0] + offset
+        joints = world_joints if offset is None else world_joints + offset
         return vertices, joints
+
+    def skinning(
+        self,
+        shape: Any = None,
+        expression: Any = None,
+        global_pose: Any = None,
+        neck_pose: Any = None,
+        jaw_pose: Any = None,
+        eye_pose: Any = None,
+        transl: Any = None,
+        offsets: Any = None,
+    ) -> Skinning:
+        """What the pose does to a head whose ``v_shaped`` someone else computes (Blender's
+        shape-key mix): the per-vertex skinning map and the pose correctives, without blending
+        one shape direction. Arguments as for :meth:`shaped` and :meth:`posed`."""
+        coefficients = np.zeros(self.n_shape + self.n_expression)
+        for name, value, start, size in (
+            ("shape", shape, 0, self.n_shape), ("expression", expression, self.n_shape, self.n_expression),
+        ):
+            if value is not None:
+                vector = _vector(name, value)
+                if vector.size > size:
+                    raise FlameParameterError(f"{name}: at most {size} values, got {vector.size}")
+                coefficients[start : start + vector.size] = vector
+        pose, offset = _pose_and_transl(global_pose, neck_pose, jaw_pose, eye_pose, transl)
+        rest_joints = self._rest_joints(coefficients, self._check_offsets(offsets))
+        rotations = axis_angle_to_matrix(pose[None])
+        transforms, _, _ = rigid_transforms(rotations, rest_joints[None], self._parents)
+        feature = pose_feature(rotations)[0]
+        if self._skinning_arrays is None:  # vertex-major copies, whatever the backend (3 MB)
+            arrays, n = self.arrays, self.n_vertices
+            pose_directions = arrays.pose_directions.reshape(-1, 3, n).transpose(0, 2, 1).reshape(-1, 3 * n)
+            self._skinning_arrays = (
+                np.ascontiguousarray(pose_directions, np.float32),
+                # float64: BLAS multiplies by 5 joints much faster in double than in single
+                np.ascontiguousarray(arrays.weights_transposed.T, np.float64),
+            )
+        pose_directions, weights = self._skinning_arrays
+        n_joints = transforms.shape[1]
+        # (V, J) @ (J, 4 columns x 3 rows): every vertex's blended [G - I | t], column by column
+        blended = weights @ transforms[0].transpose(0, 2, 1).reshape(n_joints, 12)
+        return Skinning(
+            blended=np.ascontiguousarray(blended.reshape(-1, 4, 3).transpose(1, 0, 2), np.float32),
+            pose_offsets=(feature.astype(np.float32) @ pose_directions).reshape(-1, 3),
+            transl=np.zeros(3) if offset is None else offset,
+        )
+
+    def _rest_joints(self, coefficients: np.ndarray, offsets: np.ndarray | None) -> np.ndarray:
+        """Rest joints ``(5, 3)`` float64 of ``v_shaped``, from the regressed directions."""
+        joints = (self._joint_template + coefficients @ self._joint_directions[: coefficients.size]).reshape(-1, 3)
+        return joints if offsets is None else joints + self._joint_regressor @ offsets
+
+    def _joint_terms(self, pose: np.ndarray, rest_joints: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """For ``pose (5, 3)`` about ``rest_joints (5, 3)``: the pose feature ``(36,)``, each
+        joint's ``[G - I | t]`` as ``(12, J)`` and the posed joints ``(5, 3)``."""
+        rotations = axis_angle_to_matrix(pose[None])
+        transforms, world_joints, _ = rigid_transforms(rotations, rest_joints[None], self._parents)
+        return pose_feature(rotations)[0], transforms[0].reshape(5, 12).T, world_joints[0]
 
     # -- the heavy parts (numpy here, torch in TorchBackend) ------------------------------------
 
@@ -374,6 +427,26 @@ class TorchBackend(FlameBackend):
             else:
                 out = (target + v_posed).T.contiguous().cpu().numpy()
         return out
+
+
+def _pose_and_transl(global_pose: Any, neck_pose: Any, jaw_pose: Any, eye_pose: Any, transl: Any) -> tuple[np.ndarray, np.ndarray | None]:
+    """The pose as ``(5, 3)`` axis-angle rows (None: zero) and ``transl (3,)`` or None, checked."""
+    pose = np.zeros((5, 3))
+    for name, value, row, size in (
+        ("global_pose", global_pose, 0, 3),
+        ("neck_pose", neck_pose, 1, 3),
+        ("jaw_pose", jaw_pose, 2, 3),
+        ("eye_pose", eye_pose, 3, 6),
+    ):
+        if value is not None:
+            vector = _vector(name, value)
+            if vector.size != size:
+                raise FlameParameterError(f"{name}: expected {size} values, got {vector.size}")
+            pose.reshape(-1)[3 * row : 3 * row + size] = vector
+    offset = None if transl is None else _vector("transl", transl)
+    if offset is not None and offset.size != 3:
+        raise FlameParameterError(f"transl: expected 3 values, got {offset.size}")
+    return pose, offset
 
 
 def _vector(name: str, value: Any) -> np.ndarray:

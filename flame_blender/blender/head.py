@@ -406,7 +406,7 @@ def update_head(obj: bpy.types.Object, depsgraph=None, force: bool = True) -> bo
     correction_lost = not cache.correction_zero and pose_correction.claim(obj) is None
     if not force and not coefficients_changed and pose_key_ok and not correction_lost and np.array_equal(pose, cache.pose):
         return False
-
+    cache.plans = None  # the values differ from what playback predicted: read the curves anew
     _write_pose_key(obj, key, cache, coefficients, pose, coefficients_changed)
     return True
 
@@ -509,9 +509,9 @@ def _write_skinning(obj, key, cache: _HeadCache, mesh, coefficients: np.ndarray,
         )
     columns = skinning.blended  # (4, V, 3): D's columns, then t
     before = skinning.pose_offsets - cache.key_delta  # (V, 3)
-    offset = before + columns[3]
-    for axis in range(3):
-        offset += columns[axis] * before[:, axis : axis + 1]
+    offset = np.einsum("cvi,vc->vi", columns[:3], before)  # D (P - k), per vertex
+    offset += before
+    offset += columns[3]
     offset += skinning.transl.astype(np.float32)
     pose_correction.write(mesh, offset, columns[:3])
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import bpy
 import numpy as np
 
+from .fcurve_sampling import CurveSampler
 from .head import (
     _POSE_SLICES,
     COEFFICIENT_LIMIT,
@@ -44,15 +45,15 @@ def predict_frame(obj: bpy.types.Object, frame: float) -> bool:
     coefficients = cache.coefficients.copy()
     pose = cache.pose.copy()
     if object_curves:
-        chosen, targets = _plan(cache, "object", object_curves, _pose_target)
+        chosen, targets, sampler = _plan(cache, "object", object_curves, _pose_target)
         if chosen:
-            pose[targets] = np.array([object_curves[i].evaluate(frame) for i in chosen], dtype=np.float32)
+            pose[targets] = sampler.values(object_curves, chosen, frame)
     if key_curves:
         positions = _coefficient_positions(obj, cache)
-        chosen, targets = _plan(cache, "key", key_curves, lambda path, _index: _key_target(positions, path))
+        chosen, targets, sampler = _plan(cache, "key", key_curves, lambda path, _index: _key_target(positions, path))
         if chosen:
-            values = np.array([key_curves[i].evaluate(frame) for i in chosen], dtype=np.float64)
-            coefficients[targets] = np.clip(values, -COEFFICIENT_LIMIT, COEFFICIENT_LIMIT).astype(np.float32)
+            values = sampler.values(key_curves, chosen, frame)
+            coefficients[targets] = np.clip(values, -COEFFICIENT_LIMIT, COEFFICIENT_LIMIT)
     coefficients_changed = not np.array_equal(coefficients, cache.coefficients)
     if not coefficients_changed and np.array_equal(pose, cache.pose):
         return True
@@ -77,10 +78,12 @@ def _key_target(positions: dict[str, int], path: str) -> int | None:
     return None
 
 
-def _plan(cache: _HeadCache, which: str, curves: list, target) -> tuple[list[int], np.ndarray]:
-    """Which of ``curves`` drive a FLAME value, and where it goes: remembered per head while the
-    curves' (data path, index) pairs stay the same, read afresh every frame (cheap; the curve
-    objects themselves are never kept, they may be freed)."""
+def _plan(cache: _HeadCache, which: str, curves: list, target) -> tuple[list[int], np.ndarray, CurveSampler]:
+    """Which of ``curves`` drive a FLAME value, where it goes, and how to sample them: remembered
+    per head while the curves' (data path, index) pairs stay the same, read afresh every frame
+    (cheap; the curve objects themselves are never kept, they may be freed). A key edit that
+    changes no path is caught by ``frame_change_post``, which then forgets the plans
+    (:func:`.head.update_head`)."""
     signature = [(curve.data_path, curve.array_index) for curve in curves]
     plans = cache.plans
     if plans is None:
@@ -89,8 +92,8 @@ def _plan(cache: _HeadCache, which: str, curves: list, target) -> tuple[list[int
     if plan is None or plan[0] != signature:
         chosen = [i for i, (path, index) in enumerate(signature) if target(path, index) is not None]
         targets = np.array([target(*signature[i]) for i in chosen], dtype=np.int64)
-        plan = plans[which] = (signature, chosen, targets)
-    return plan[1], plan[2]
+        plan = plans[which] = (signature, chosen, targets, CurveSampler([curves[i] for i in chosen]))
+    return plan[1], plan[2], plan[3]
 
 
 def _coefficient_positions(obj, cache: _HeadCache) -> dict[str, int]:

@@ -279,20 +279,22 @@ class FlameBackend:
         rotations = axis_angle_to_matrix(pose[None])
         transforms, _, _ = rigid_transforms(rotations, rest_joints[None], self._parents)
         feature = pose_feature(rotations)[0]
-        if self._skinning_arrays is None:  # vertex-major copies, whatever the backend (3 MB)
+        if self._skinning_arrays is None:  # float32, vertex-major, whatever the backend (2 MB)
             arrays, n = self.arrays, self.n_vertices
             pose_directions = arrays.pose_directions.reshape(-1, 3, n).transpose(0, 2, 1).reshape(-1, 3 * n)
             self._skinning_arrays = (
                 np.ascontiguousarray(pose_directions, np.float32),
-                # float64: BLAS multiplies by 5 joints much faster in double than in single
-                np.ascontiguousarray(arrays.weights_transposed.T, np.float64),
+                np.ascontiguousarray(arrays.weights_transposed.T, np.float32),
             )
         pose_directions, weights = self._skinning_arrays
-        n_joints = transforms.shape[1]
-        # (V, J) @ (J, 4 columns x 3 rows): every vertex's blended [G - I | t], column by column
-        blended = weights @ transforms[0].transpose(0, 2, 1).reshape(n_joints, 12)
+        # column c of every joint's [G - I | t], (J, 3) each and contiguous, so that each
+        # (V, J) @ (J, 3) product below is one plain BLAS call writing its (V, 3) block in place
+        per_joint = np.ascontiguousarray(transforms[0].transpose(2, 0, 1), np.float32)
+        blended = np.empty((4, self.n_vertices, 3), np.float32)
+        for column in range(4):
+            np.matmul(weights, per_joint[column], out=blended[column])
         return Skinning(
-            blended=np.ascontiguousarray(blended.reshape(-1, 4, 3).transpose(1, 0, 2), np.float32),
+            blended=blended,
             pose_offsets=(feature.astype(np.float32) @ pose_directions).reshape(-1, 3),
             transl=np.zeros(3) if offset is None else offset,
         )

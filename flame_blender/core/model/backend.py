@@ -146,22 +146,11 @@ class FlameBackend:
         here when the extra blend shapes enter before skinning (``extra_stage="shaped"``) and to
         :meth:`posed` otherwise.
         """
-        coefficients = np.zeros(self._n_coefficients)
         n_extra = self._n_coefficients - self.n_shape - self.n_expression
         if extra_params is not None and not n_extra:
             where = "posed()" if self._posed_extra is not None else "nothing: the model has no extra blend shapes"
             raise FlameParameterError(f"extra_params: with extra_stage={self.extra_stage!r} they go to {where}")
-        for name, value, start, size, fewer in (
-            ("shape", shape, 0, self.n_shape, True),
-            ("expression", expression, self.n_shape, self.n_expression, True),
-            ("extra_params", extra_params, self.n_shape + self.n_expression, n_extra, False),
-        ):
-            if value is None:
-                continue
-            vector = _vector(name, value)
-            if vector.size > size or (not fewer and vector.size != size):
-                raise FlameParameterError(f"{name}: {'at most ' if fewer else ''}{size} values, got {vector.size}")
-            coefficients[start : start + vector.size] = vector
+        coefficients = self._coefficient_vector(shape, expression, extra_params, n_extra)
         offsets = self._check_offsets(offsets)
         same_offsets = (offsets is None) == (self._offsets is None) and (offsets is None or np.array_equal(offsets, self._offsets))
         previous = self._coefficients
@@ -265,15 +254,7 @@ class FlameBackend:
         """What the pose does to a head whose ``v_shaped`` someone else computes (Blender's
         shape-key mix): the per-vertex skinning map and the pose correctives, without blending
         one shape direction. Arguments as for :meth:`shaped` and :meth:`posed`."""
-        coefficients = np.zeros(self.n_shape + self.n_expression)
-        for name, value, start, size in (
-            ("shape", shape, 0, self.n_shape), ("expression", expression, self.n_shape, self.n_expression),
-        ):
-            if value is not None:
-                vector = _vector(name, value)
-                if vector.size > size:
-                    raise FlameParameterError(f"{name}: at most {size} values, got {vector.size}")
-                coefficients[start : start + vector.size] = vector
+        coefficients = self._coefficient_vector(shape, expression)
         pose, offset = _pose_and_transl(global_pose, neck_pose, jaw_pose, eye_pose, transl)
         rest_joints = self._rest_joints(coefficients, self._check_offsets(offsets))
         rotations = axis_angle_to_matrix(pose[None])
@@ -298,6 +279,23 @@ class FlameBackend:
             pose_offsets=(feature.astype(np.float32) @ pose_directions).reshape(-1, 3),
             transl=np.zeros(3) if offset is None else offset,
         )
+
+    def _coefficient_vector(self, shape: Any, expression: Any, extra_params: Any = None, n_extra: int = 0) -> np.ndarray:
+        """Shape, expression (fewer is zero-padded) and ``n_extra`` extra coefficients (exactly
+        that many), checked, as one float64 vector."""
+        coefficients = np.zeros(self.n_shape + self.n_expression + n_extra)
+        for name, value, start, size, fewer in (
+            ("shape", shape, 0, self.n_shape, True),
+            ("expression", expression, self.n_shape, self.n_expression, True),
+            ("extra_params", extra_params, self.n_shape + self.n_expression, n_extra, False),
+        ):
+            if value is None:
+                continue
+            vector = _vector(name, value)
+            if vector.size > size or (not fewer and vector.size != size):
+                raise FlameParameterError(f"{name}: {'at most ' if fewer else ''}{size} values, got {vector.size}")
+            coefficients[start : start + vector.size] = vector
+        return coefficients
 
     def _rest_joints(self, coefficients: np.ndarray, offsets: np.ndarray | None) -> np.ndarray:
         """Rest joints ``(5, 3)`` float64 of ``v_shaped``, from the regressed directions."""

@@ -12,7 +12,8 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
-from .head import get_parameters, import_head, is_head, set_parameters, update_head
+from .head import get_parameters, is_head, set_parameters, update_head
+from .head_import import import_head
 
 __all__ = ["get_parameters", "import_head", "is_head", "register", "set_parameters", "unregister", "update_head"]
 

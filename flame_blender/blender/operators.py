@@ -12,7 +12,7 @@ from bpy_extras.io_utils import ExportHelper, ImportHelper
 from .. import core
 from ..core.errors import FlameFileError, FlameParameterError
 from ..core.model.parameters import POSE_SIZES
-from . import head, runtime
+from . import head, head_import, runtime
 from .properties import RandomizeSettings
 from .registration import register_classes, unregister_classes
 
@@ -122,7 +122,7 @@ class FLAME_OT_import_head(bpy.types.Operator, ImportHelper):
                 source = str(builtin_model.builtin_model_dir(context.window_manager))
                 if not self.use_builtin:
                     self.report({"INFO"}, "No FLAME folder set: using the built-in synthetic model")
-            obj = head.import_head(
+            obj = head_import.import_head(
                 context, source, n_shape=self.n_shape, n_expression=self.n_expression, name=self.name,
                 teeth=self.teeth,
             )

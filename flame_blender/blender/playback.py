@@ -3,7 +3,8 @@ give there, written once (``frame_change_pre``, see :mod:`.handlers`).
 
 Which F-curve drives which FLAME value is worked out once per head and kept while the curves'
 (data path, index) pairs stay the same; each frame then evaluates the curves into one array.
-The result goes into the head's pose correction (:mod:`.pose_correction`), else the pose key.
+The result goes into the head's pose correction (:mod:`.pose_correction`): the pose's skinning of
+Blender's own shape-key mix, or an offset; else the pose key.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ from __future__ import annotations
 import bpy
 import numpy as np
 
+from . import landmark_empties, pose_correction, runtime
+from .blas_threads import single_threaded_blas
 from .fcurve_sampling import CurveSampler
 from .head import (
     _POSE_SLICES,
@@ -18,7 +21,9 @@ from .head import (
     _cache_for,
     _fcurves,
     _HeadCache,
-    _write_correction,
+    _offsets,
+    _pose_delta,
+    _write_pose_key,
     expression_key_name,
     shape_key_name,
 )
@@ -59,6 +64,56 @@ def predict_frame(obj: bpy.types.Object, frame: float) -> bool:
         return True
     _write_correction(obj, key, cache, coefficients, pose, coefficients_changed)
     return True
+
+
+def _write_correction(obj, key, cache: _HeadCache, coefficients: np.ndarray, pose: np.ndarray, coefficients_changed: bool) -> None:
+    """Playback: put the pose into the head's pose correction instead of the pose key, which
+    Blender would copy whole (every key block) to evaluate. Falls back to the pose key for a
+    head without its own correction (old files, a duplicate not yet given one).
+
+    When Blender's shape-key mix is ``v_shaped`` plus the pose key (``cache.skinnable``), the
+    correction is the pose's skinning map (:meth:`FlameBackend.skinning`), applied by the
+    modifier to that mix: no shape direction is blended here. Otherwise it is the posed
+    vertices minus the mix, an offset."""
+    mesh = pose_correction.claim(obj)
+    if mesh is None or cache.key_delta is None:
+        _write_pose_key(obj, key, cache, coefficients, pose, coefficients_changed)
+        return
+    if cache.skinnable:
+        _write_skinning(obj, key, cache, mesh, coefficients, pose)
+        if coefficients_changed:
+            cache.coefficients, cache.v_shaped = coefficients, None  # v_shaped: on demand
+        if landmark_empties.following(obj):
+            vertices, _ = _pose_delta(obj, key, cache, coefficients, pose, False)
+            landmark_empties.follow(obj, vertices, pose)
+    else:
+        vertices, delta = _pose_delta(obj, key, cache, coefficients, pose, coefficients_changed)
+        delta -= cache.key_delta
+        pose_correction.write(mesh, delta)
+        landmark_empties.follow(obj, vertices, pose)
+    cache.correction_zero = False
+    cache.pose = pose
+
+
+def _write_skinning(obj, key, cache: _HeadCache, mesh, coefficients: np.ndarray, pose: np.ndarray) -> None:
+    """The correction that maps Blender's mix ``m = v_shaped + key_delta`` to FLAME's vertices:
+    ``v = m - key_delta + pose_offsets`` is skinned to ``v + D v + t``, that is
+    ``m + D m + (I + D)(pose_offsets - key_delta) + t`` (``D`` the blended ``G - I``)."""
+    flame = obj.flame
+    backend = runtime.get_backend(flame.model_path, flame.n_shape, flame.n_expression, flame.teeth)
+    n_shape = flame.n_shape
+    with single_threaded_blas():
+        skinning = backend.skinning(
+            coefficients[:n_shape], coefficients[n_shape:], pose[0:3], pose[3:6], pose[6:9], pose[9:15],
+            pose[15:18], offsets=_offsets(key, cache),
+        )
+    columns = skinning.blended  # (4, V, 3): D's columns, then t
+    before = skinning.pose_offsets - cache.key_delta  # (V, 3)
+    offset = np.einsum("cvi,vc->vi", columns[:3], before)  # D (P - k), per vertex
+    offset += before
+    offset += columns[3]
+    offset += skinning.transl.astype(np.float32)
+    pose_correction.write(mesh, offset, columns[:3])
 
 
 _POSE_STARTS = {name: start for name, start, _ in _POSE_SLICES}

@@ -18,7 +18,7 @@ from ..core.io.extra_blendshapes import KNOWN_EXTRA_BLENDSHAPES
 from ..core.model.parameters import POSE_SIZES
 from ..core.sequences import FlameSequence, load_sequence
 from ..core.sequences.codes import parse_key_map
-from . import head, pose_correction
+from . import head, head_import, pose_correction
 from .keyframes import animate
 from .sequence_camera import add_background_frames, continuous_quaternions, create_tracked_camera
 
@@ -239,7 +239,7 @@ def import_sequence(
     try:
         if target == "NEW":
             source = str(flame_dir) or _default_flame_dir()
-            obj = head.import_head(context, source, n_shape=sequence.n_shape, n_expression=sequence.n_expression,
+            obj = head_import.import_head(context, source, n_shape=sequence.n_shape, n_expression=sequence.n_expression,
                                    name=f"FLAME {sequence.format.title().replace('_', ' ')}")
             created.append(obj)
             notes = _check_fits(obj, sequence)

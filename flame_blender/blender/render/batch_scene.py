@@ -28,13 +28,12 @@ class BatchScene:
         bpy.ops.wm.read_homefile(use_empty=True)
         scene = bpy.context.scene
         self.scene = scene
-        from .. import head as blender_head
-        from .. import pose_correction
+        from .. import head_import, pose_correction
 
         # The head as a plain mesh whose vertices are core's forward pass, written per sample:
         # exact by construction, and no shape keys for Blender to blend at every evaluation.
         # (one component: the smallest head import makes; its shape keys are removed at once)
-        self.head = blender_head.import_head(scene, self.model_file, n_shape=1, n_expression=0)
+        self.head = head_import.import_head(scene, self.model_file, n_shape=1, n_expression=0)
         self.head.shape_key_clear()
         pose_correction.remove(self.head)  # no pose to play: no modifier for Blender to evaluate
         scene.view_layers[0].update()  # the studio reads the head's matrix_world: make it current

@@ -241,3 +241,30 @@ def test_a_correction_from_an_earlier_version_is_brought_up_to_date(small_head, 
         bpy.context.scene.frame_set(frame)
         assert _error(obj, flame_reference, evaluated_vertices) < TOLERANCE, frame
     assert _uses_linear_map(obj)
+
+
+def test_keys_edited_between_frames_play_exactly(small_head, flame_reference, evaluated_vertices):
+    """Playback keeps what it read of the curves while their number stays the same; a key edited
+    in between (as in the Graph Editor during playback) must still give exact frames."""
+    from flame_blender.blender.head import _fcurves
+
+    obj = small_head
+    _animate(obj, seed=8)
+    for id_data in (obj, obj.data.shape_keys):  # linear keys, as sequences are imported
+        for curve in _fcurves(id_data):
+            for point in curve.keyframe_points:
+                point.interpolation = "LINEAR"
+    scene = bpy.context.scene
+    for frame in (2, 3, 4):
+        scene.frame_set(frame)
+    for id_data, path in ((obj.data.shape_keys, 'key_blocks["expr_003"].value'), (obj, "flame.jaw_pose")):
+        curve = next(c for c in _fcurves(id_data) if c.data_path == path)
+        for point in curve.keyframe_points:
+            point.co[1] += 0.4
+            point.handle_left[1] += 0.4
+            point.handle_right[1] += 0.4
+        curve.update()
+    for frame in (5, 6, 9, 12):
+        scene.frame_set(frame)
+        assert _error(obj, flame_reference, evaluated_vertices) < TOLERANCE, frame
+    assert _uses_linear_map(obj)  # after the one corrected frame, playback predicts again

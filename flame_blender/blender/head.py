@@ -308,6 +308,12 @@ def _offsets(key, cache: _HeadCache) -> np.ndarray | None:
 def _fcurves(id_data) -> list | None:
     """The F-curves animating ``id_data``, or None when its animation is more than one action
     (NLA tracks, drivers): then the values cannot be predicted from the curves alone."""
+    curves = _curve_collection(id_data)
+    return None if curves is None else list(curves)
+
+
+def _curve_collection(id_data) -> Any:
+    """:func:`_fcurves` as Blender's own collection (nothing copied), [] or None."""
     animation = id_data.animation_data
     if animation is None or animation.action is None:
         return []
@@ -318,8 +324,8 @@ def _fcurves(id_data) -> list | None:
         from bpy_extras import anim_utils
 
         bag = anim_utils.action_get_channelbag_for_slot(action, animation.action_slot)
-        return list(bag.fcurves) if bag is not None else []
-    return list(action.fcurves)  # Blender 4.2, 4.3
+        return bag.fcurves if bag is not None else []
+    return action.fcurves  # Blender 4.2, 4.3
 
 
 def heads(objects=None) -> list[bpy.types.Object]:

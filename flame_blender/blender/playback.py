@@ -19,7 +19,7 @@ from .head import (
     _POSE_SLICES,
     COEFFICIENT_LIMIT,
     _cache_for,
-    _fcurves,
+    _curve_collection,
     _HeadCache,
     _offsets,
     _pose_delta,
@@ -41,19 +41,19 @@ def predict_frame(obj: bpy.types.Object, frame: float) -> bool:
     key = obj.data.shape_keys
     if key is None or not obj.flame.is_head:
         return False
-    object_curves, key_curves = _fcurves(obj), _fcurves(key)
-    if object_curves is None or key_curves is None or not (object_curves or key_curves):
+    object_curves, key_curves = _curve_collection(obj), _curve_collection(key)
+    if object_curves is None or key_curves is None or not (len(object_curves) or len(key_curves)):
         return False
     cache = _cache_for(obj, key)
     if cache is None or cache.coefficients is None or cache.pose is None:
         return False
     coefficients = cache.coefficients.copy()
     pose = cache.pose.copy()
-    if object_curves:
+    if len(object_curves):
         chosen, targets, sampler = _plan(cache, "object", object_curves, _pose_target)
         if chosen:
             pose[targets] = sampler.values(object_curves, chosen, frame)
-    if key_curves:
+    if len(key_curves):
         positions = _coefficient_positions(obj, cache)
         chosen, targets, sampler = _plan(cache, "key", key_curves, lambda path, _index: _key_target(positions, path))
         if chosen:
@@ -133,22 +133,26 @@ def _key_target(positions: dict[str, int], path: str) -> int | None:
     return None
 
 
-def _plan(cache: _HeadCache, which: str, curves: list, target) -> tuple[list[int], np.ndarray, CurveSampler]:
-    """Which of ``curves`` drive a FLAME value, where it goes, and how to sample them: remembered
-    per head while the curves' (data path, index) pairs stay the same, read afresh every frame
-    (cheap; the curve objects themselves are never kept, they may be freed). A key edit that
-    changes no path is caught by ``frame_change_post``, which then forgets the plans
-    (:func:`.head.update_head`)."""
-    signature = [(curve.data_path, curve.array_index) for curve in curves]
+def _plan(cache: _HeadCache, which: str, curves, target) -> tuple[list[int], np.ndarray, CurveSampler]:
+    """Which of ``curves`` (Blender's collection) drive a FLAME value, where it goes, and how to
+    sample them: remembered per head. The (data path, index) pairs are compared only when the
+    action or the number of curves changed; an edit that keeps both (a renamed path, moved or
+    edited keys) is caught by ``frame_change_post``, which then forgets the plans
+    (:func:`.head.update_head`). The curve objects themselves are never kept (they may be freed)."""
     plans = cache.plans
     if plans is None:
         plans = cache.plans = {}
     plan = plans.get(which)
-    if plan is None or plan[0] != signature:
+    quick = (curves.id_data.as_pointer(), len(curves))
+    if plan is not None and plan[0] == quick:
+        return plan[2], plan[3], plan[4]
+    signature = [(curve.data_path, curve.array_index) for curve in curves]
+    if plan is None or plan[1] != signature:
         chosen = [i for i, (path, index) in enumerate(signature) if target(path, index) is not None]
         targets = np.array([target(*signature[i]) for i in chosen], dtype=np.int64)
-        plan = plans[which] = (signature, chosen, targets, CurveSampler([curves[i] for i in chosen]))
-    return plan[1], plan[2], plan[3]
+        plan = (quick, signature, chosen, targets, CurveSampler([curves[i] for i in chosen]))
+    plans[which] = (quick, *plan[1:])
+    return plan[2], plan[3], plan[4]
 
 
 def _coefficient_positions(obj, cache: _HeadCache) -> dict[str, int]:

@@ -268,3 +268,14 @@ def test_keys_edited_between_frames_play_exactly(small_head, flame_reference, ev
         scene.frame_set(frame)
         assert _error(obj, flame_reference, evaluated_vertices) < TOLERANCE, frame
     assert _uses_linear_map(obj)  # after the one corrected frame, playback predicts again
+
+
+def test_a_muted_pose_key_is_turned_back_on(small_head, flame_reference, evaluated_vertices):
+    """Both the pose correction and the pose key assume Blender's mix holds the pose key."""
+    obj = small_head
+    obj.flame.jaw_pose = (0.2, 0.0, 0.0)
+    bpy.context.view_layer.update()
+    obj.data.shape_keys.key_blocks[POSE_KEY].mute = True
+    bpy.context.view_layer.update()
+    assert not obj.data.shape_keys.key_blocks[POSE_KEY].mute
+    assert _error(obj, flame_reference, evaluated_vertices) < TOLERANCE

@@ -225,7 +225,7 @@ def update_head(obj: bpy.types.Object, depsgraph=None, force: bool = True) -> bo
         if scale != cache.offsets_scale:
             cache.offsets_scale = scale
             coefficients_changed = True
-    pose_key_ok = cache.value_buffer[cache.pose_index] == 1.0
+    pose_key_ok = cache.value_buffer[cache.pose_index] == 1.0 and not cache.mute_buffer[cache.pose_index]
     # the pose is partly in the correction, but its modifier was turned off (or it went away)
     correction_lost = not cache.correction_zero and pose_correction.claim(obj) is None
     if not force and not coefficients_changed and pose_key_ok and not correction_lost and np.array_equal(pose, cache.pose):

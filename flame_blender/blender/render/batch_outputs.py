@@ -100,11 +100,10 @@ def ground_truth(job: SampleJob, triangles: np.ndarray, triangle_labels: np.ndar
     hits = rasterize.rasterize(
         vertices, triangles, camera.world_to_camera, camera.intrinsics, camera.size, job.clip
     )
-    # the head's object -> Blender world matrix, and its normal matrix; Cycles transforms and
-    # renormalises each vertex normal before blending them
+    # the head's object -> Blender world matrix; Cycles transforms and renormalises each vertex
+    # normal with it before blending them
     head_matrix = np.linalg.solve(camera.blender_world_to_camera, camera.world_to_camera)[:3, :3]
-    vertex_normals = np.asarray(job.vertex_normals, np.float64) @ np.linalg.inv(head_matrix)
-    vertex_normals /= np.linalg.norm(vertex_normals, axis=1, keepdims=True).clip(1e-30)
+    vertex_normals = rasterize.transform_normals(job.vertex_normals, head_matrix)
     normals = rasterize.smooth_normals(hits, triangles, vertex_normals)
     return passes.GroundTruth(
         depth=hits.image(hits.depth, dtype=np.float32),

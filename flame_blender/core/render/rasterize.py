@@ -18,8 +18,8 @@ from the same two vertices in opposite order, which negates it exactly in floati
 pixel centre on a shared edge is inside at least one of them, never in a crack.
 
 Speed: the candidate pixel centres are the triangles' pixel boxes, cut into tiles of at most
-8 x 8 pixels; tiles are grouped by size (each side padded to 1, 2, 4 or 8) and each group is
-tested in one broadcast, and the nearest hit per pixel is found with a depth buffer
+4 x 4 pixels; tiles are grouped by size (padded to squares of side 1, 2 or 4) and each group
+is tested in one broadcast, and the nearest hit per pixel is found with a depth buffer
 (``np.minimum.at``). No Python loop runs per pixel or per triangle.
 """
 
@@ -35,7 +35,7 @@ _BOX_SLACK = 1e-6
 #: Candidates tested in one broadcast at most (bounds the memory of large triangles).
 _CHUNK = 1 << 18
 #: Pixel boxes wider or taller than this are cut into tiles of at most this side.
-_TILE = 8
+_TILE = 4
 
 
 @dataclass(frozen=True)
@@ -101,7 +101,7 @@ def rasterize(
     matrix = np.asarray(world_to_camera, np.float64)
     # camera-space points as rows x, y, z; triangle corners as rows A, B, C: contiguous (N,)
     # arrays, which NumPy handles fastest
-    points = matrix[:3, :3] @ np.asarray(vertices, np.float64).reshape(-1, 3).T + matrix[:3, 3:]
+    points = _transform(matrix[:3, :3], np.asarray(vertices, np.float64).reshape(-1, 3).T) + matrix[:3, 3:]
     corner_index = np.ascontiguousarray(np.asarray(triangles, np.int64).reshape(-1, 3).T)  # (3, T)
     corners = [[points[axis].take(corner_index[k]) for axis in range(3)] for k in range(3)]
     planes = np.empty((3, 3, corner_index.shape[1]))  # [edge plane, axis, triangle]
@@ -145,6 +145,12 @@ def rasterize(
         barycentric=weights / weights.sum(axis=0),
         backfacing=backfacing_triangle.take(triangle),
     )
+
+
+def _transform(matrix: np.ndarray, columns: np.ndarray) -> np.ndarray:
+    """``matrix (3, 3) @ columns (3, N)`` without BLAS, whose threads would busy-wait on the
+    cores a renderer is using after a product this size."""
+    return np.stack([matrix[i, 0] * columns[0] + matrix[i, 1] * columns[1] + matrix[i, 2] * columns[2] for i in range(3)])
 
 
 def _cross(a: list[np.ndarray], b: list[np.ndarray], out: np.ndarray) -> None:
@@ -211,8 +217,7 @@ def _pixel_boxes(
 
 def _tile_groups(rows, columns):
     """The candidate pixels: each triangle's pixel box, cut into tiles of at most
-    :data:`_TILE` pixels a side, the tiles grouped by size (each side padded to a power of
-    two). Yields ``(tiles, box_rows, box_columns)``: ``tiles`` = ``(triangle, first row,
+    :data:`_TILE` pixels a side, the tiles grouped by size (padded to squares). Yields ``(tiles, box_rows, box_columns)``: ``tiles`` = ``(triangle, first row,
     first column, last row, last column)``, ``(n,)`` each, at most :data:`_CHUNK` candidates."""
     count_rows = rows[1] - rows[0] + 1
     count_columns = columns[1] - columns[0] + 1
@@ -231,22 +236,23 @@ def _tile_groups(rows, columns):
     first_column = columns[0][triangle] + _TILE * tile_column
     last_row = np.minimum(first_row + (_TILE - 1), rows[1][triangle])
     last_column = np.minimum(first_column + (_TILE - 1), columns[1][triangle])
-    # log2 of the padded sides
-    key = 8 * np.ceil(np.log2(last_row - first_row + 1)).astype(np.int64)
-    key += np.ceil(np.log2(last_column - first_column + 1)).astype(np.int64)
-    order = np.argsort(key, kind="stable")
-    key = key[order]
-    starts = np.flatnonzero(np.r_[True, key[1:] != key[:-1]])
-    ends = np.r_[starts[1:], len(key)]
+    # tiles padded to squares of side 1, 2 or 4 (at most 3 groups: NumPy's cost per call
+    # outweighs the padding's)
+    side = np.maximum(last_row - first_row, last_column - first_column) + 1
+    side = np.where(side > 2, 4, side)
+    order = np.argsort(side, kind="stable")
+    side = side[order]
+    starts = np.flatnonzero(np.r_[True, side[1:] != side[:-1]])
+    ends = np.r_[starts[1:], len(side)]
     for start, end in zip(starts, ends, strict=True):
-        box_rows, box_columns = 1 << int(key[start] // 8), 1 << int(key[start] % 8)
-        step = max(1, _CHUNK // (box_rows * box_columns))
+        length = int(side[start])
+        step = max(1, _CHUNK // (length * length))
         for chunk in range(start, end, step):
             pick = order[chunk:min(end, chunk + step)]
             yield (
                 (triangle[pick], first_row[pick], first_column[pick], last_row[pick], last_column[pick]),
-                box_rows,
-                box_columns,
+                length,
+                length,
             )
 
 
@@ -280,6 +286,18 @@ def _tile_hits(tiles, box_rows, box_columns, planes, volume, intrinsics, width, 
     r, c = np.divmod(hit // count, box_columns)
     pixel = (first_row.take(owner) + r) * width + first_column.take(owner) + c
     return pixel, triangle.take(owner), depth, *(w.take(valid) for w in weights)
+
+
+def transform_normals(normals: np.ndarray, matrix: np.ndarray) -> np.ndarray:
+    """Unit normals ``(N, 3)`` of a surface whose points ``matrix (3, 3)`` maps: by its
+    inverse transpose, renormalised (as Cycles transforms vertex normals into the world)."""
+    matrix = np.asarray(matrix, np.float64)
+    # the inverse transpose up to the factor 1 / det: the cofactors, as rows
+    cofactors = np.stack([np.cross(matrix[1], matrix[2]), np.cross(matrix[2], matrix[0]), np.cross(matrix[0], matrix[1])])
+    cofactors *= np.sign(np.linalg.det(matrix))
+    out = _transform(cofactors, np.asarray(normals, np.float64).reshape(-1, 3).T)
+    out /= np.sqrt(out[0] ** 2 + out[1] ** 2 + out[2] ** 2).clip(1e-300)
+    return out.T
 
 
 def smooth_normals(hits: RasterHits, triangles: np.ndarray, vertex_normals: np.ndarray) -> np.ndarray:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from flame_blender.core.render.rasterize import rasterize, smooth_normals
+from flame_blender.core.render.rasterize import rasterize, smooth_normals, transform_normals
 
 IDENTITY = np.eye(4)
 
@@ -279,3 +279,19 @@ def test_backfaces_are_seen_with_flipped_normals():
         # vertex normals that agree with the winding: Cycles flips them with the geometric one
         given = np.tile(normal if not backfacing else -normal, (3, 1))
         np.testing.assert_allclose(smooth_normals(hits, np.array(triangles), given), [normal] * len(hits.pixels))
+
+
+def test_transformed_normals_follow_the_inverse_transpose():
+    rng = np.random.default_rng(4)
+    matrix = rng.normal(size=(3, 3))  # skewed and scaled, and here with a negative determinant
+    matrix[:, 0] *= -np.sign(np.linalg.det(matrix))
+    assert np.linalg.det(matrix) < 0
+    # a plane's normal must stay perpendicular to the plane's transformed directions
+    tangents = rng.normal(size=(5, 2, 3))
+    normals = np.cross(tangents[:, 0], tangents[:, 1])
+    normals /= np.linalg.norm(normals, axis=1, keepdims=True)
+    moved = transform_normals(normals, matrix)
+    np.testing.assert_allclose(np.einsum("ni,nki->nk", moved, tangents @ matrix.T), 0.0, atol=1e-12)
+    np.testing.assert_allclose(np.linalg.norm(moved, axis=1), 1.0)
+    expected = normals @ np.linalg.inv(matrix)
+    np.testing.assert_allclose(moved, expected / np.linalg.norm(expected, axis=1, keepdims=True), atol=1e-12)

@@ -14,8 +14,9 @@ runs) in a fresh process; the figures are medians over ``--repeats`` runs. Per i
 - *ground-truth pass (Cycles)*: the whole 1-sample ground-truth render, in revisions that
   render one (before the ground truth was rasterized);
 - *ground truth rasterized*: ``core.render.rasterize`` and the normals and labels from it, on
-  the writer thread (it overlaps the next image's render, so it is not part of the wall time
-  unless the writer falls behind; on a CPU it competes with Cycles for the cores);
+  the writer thread, wall time and the thread's CPU time (it overlaps the next image's render,
+  so it is not part of the wall time unless the writer falls behind; on a CPU it competes with
+  Cycles for the cores, which inflates its wall time);
 - *everything else*: the rest of the wall time per image: our code between Cycles calls
   (forward pass, studio, saving and reading images, JSON, manifest);
 - *images/s*: one over the wall time per image.
@@ -44,10 +45,13 @@ ROWS = (
     ("sync", "scene sync, ms"),
     ("truth", "ground-truth pass (Cycles, main thread), ms"),
     ("raster", "ground truth rasterized (writer thread), ms"),
+    ("raster_cpu", "ground truth rasterized, CPU time of the writer thread, ms"),
     ("else", "everything else (our code), ms"),
     ("wall", "wall per image, ms"),
     ("rate", "images/s"),
 )
+
+RASTER_PHASE = "ground truth (rasterized, writer thread)"  # BatchRenderer.phase_seconds key
 
 
 # -- one measurement, in a child process -----------------------------------------------------
@@ -104,7 +108,8 @@ def measure(source: Path, width: int, height: int, samples: int, device: str, im
     picture = statistics.fmean(durations[renders * i] for i in steady)
     sync = statistics.fmean(syncs[renders * i] for i in steady)
     truth = statistics.fmean(durations[2 * i + 1] for i in steady) if renders == 2 else None
-    raster = renderer.phase_seconds.get("ground truth (rasterized, writer thread)")
+    raster = renderer.phase_seconds.get(RASTER_PHASE)
+    raster_cpu = getattr(renderer, "phase_cpu_seconds", {}).get(RASTER_PHASE)
     flame_blender.unregister()
     return {
         "device": summary.device,
@@ -112,6 +117,7 @@ def measure(source: Path, width: int, height: int, samples: int, device: str, im
         "sync": sync,
         "truth": truth,
         "raster": raster / images if raster is not None else None,
+        "raster_cpu": raster_cpu / images if raster_cpu is not None else None,
         "else": wall - picture - (truth or 0.0),
         "wall": wall,
         "rate": 1.0 / wall,

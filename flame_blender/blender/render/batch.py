@@ -165,6 +165,9 @@ class BatchRenderer(BatchScene, BatchOutputs):
         #: wall seconds per phase of render_sample and write_sample, summed over samples (for
         #: the benchmark); the writer thread's phase overlaps the next sample's renders
         self.phase_seconds: dict[str, float] = {}
+        #: the same phases' CPU seconds on their own thread (a helper thread's wall time also
+        #: counts the time Cycles' threads hold the cores)
+        self.phase_cpu_seconds: dict[str, float] = {}
         self._phase_lock = threading.Lock()
 
     # -- validation (no writes) -------------------------------------------------------------
@@ -449,14 +452,14 @@ class BatchRenderer(BatchScene, BatchOutputs):
 
     @contextmanager
     def _phase(self, name: str):
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.thread_time()
         try:
             yield
         finally:
+            seconds, cpu = time.perf_counter() - started, time.thread_time() - cpu_started
             with self._phase_lock:
-                self.phase_seconds[name] = (
-                    self.phase_seconds.get(name, 0.0) + time.perf_counter() - started
-                )
+                self.phase_seconds[name] = self.phase_seconds.get(name, 0.0) + seconds
+                self.phase_cpu_seconds[name] = self.phase_cpu_seconds.get(name, 0.0) + cpu
 
     def sample_inputs(self, index: int) -> SampleInputs:
         """Sample ``index``'s content without Blender (inputs thread): parameters, core's forward

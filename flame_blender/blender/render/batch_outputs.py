@@ -102,7 +102,11 @@ def ground_truth(job: SampleJob, triangles: np.ndarray, triangle_labels: np.ndar
     )
     # the head's object -> Blender world matrix; Cycles transforms and renormalises each vertex
     # normal with it before blending them
-    head_matrix = np.linalg.solve(camera.blender_world_to_camera, camera.world_to_camera)[:3, :3]
+    # (world_to_camera = blender_world_to_camera @ head matrix, the former a rotation; no
+    # LAPACK call: OpenBLAS threads would busy-wait on the cores Cycles renders with)
+    head_matrix = np.einsum(
+        "ji,jk->ik", camera.blender_world_to_camera[:3, :3], camera.world_to_camera[:3, :3]
+    )
     vertex_normals = rasterize.transform_normals(job.vertex_normals, head_matrix)
     normals = rasterize.smooth_normals(hits, triangles, vertex_normals)
     return passes.GroundTruth(

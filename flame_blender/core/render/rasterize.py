@@ -18,7 +18,7 @@ from the same two vertices in opposite order, which negates it exactly in floati
 pixel centre on a shared edge is inside at least one of them, never in a crack.
 
 Speed: the candidate pixel centres are the triangles' pixel boxes, cut into tiles of at most
-4 x 4 pixels; tiles are grouped by size (padded to squares of side 1, 2 or 4) and each group
+4 x 4 pixels; tiles are grouped by size (padded to squares of side 1 to 4) and each group
 is tested in one broadcast, and the nearest hit per pixel is found with a depth buffer
 (``np.minimum.at``). No Python loop runs per pixel or per triangle.
 """
@@ -112,14 +112,13 @@ def rasterize(
     # with the planes of triangles of negative det negated, a hit is where all three w >= 0.
     # (Negating both triangles' planes of an edge keeps them exact opposites.)
     backfacing_triangle = volume > 0.0  # (B - A) x (C - A) points away from the camera
-    planes[:, :, ~backfacing_triangle] *= -1.0
+    planes *= np.where(backfacing_triangle, 1.0, -1.0)
     volume = np.abs(volume)
     columns, rows = _pixel_boxes(points, corner_index, near, (fx, fy, cx, cy), width, height)
     columns[1][volume == 0.0] = -1  # seen edge-on (or degenerate): no hit in front
     found = [
-        _tile_hits(tiles, box_rows, box_columns, planes[:, :, tiles[0]], volume[tiles[0]],
-                   (fx, fy, cx, cy), width, near, far)
-        for tiles, box_rows, box_columns in _tile_groups(rows, columns)
+        _tile_hits(tiles, side, planes[:, :, tiles[0]], volume[tiles[0]], (fx, fy, cx, cy), width, near, far)
+        for tiles, side in _tile_groups(rows, columns)
     ]
     if found:
         pixels, triangle, depth, *weights = (np.concatenate(part) for part in zip(*found, strict=True))
@@ -217,8 +216,9 @@ def _pixel_boxes(
 
 def _tile_groups(rows, columns):
     """The candidate pixels: each triangle's pixel box, cut into tiles of at most
-    :data:`_TILE` pixels a side, the tiles grouped by size (padded to squares). Yields ``(tiles, box_rows, box_columns)``: ``tiles`` = ``(triangle, first row,
-    first column, last row, last column)``, ``(n,)`` each, at most :data:`_CHUNK` candidates."""
+    :data:`_TILE` pixels a side, the tiles grouped by size (padded to squares). Yields
+    ``(tiles, side)``: ``tiles`` = ``(triangle, first row, first column, last row, last
+    column)``, ``(n,)`` each, at most :data:`_CHUNK` candidates."""
     count_rows = rows[1] - rows[0] + 1
     count_columns = columns[1] - columns[0] + 1
     boxed = np.flatnonzero((count_rows > 0) & (count_columns > 0))
@@ -236,10 +236,9 @@ def _tile_groups(rows, columns):
     first_column = columns[0][triangle] + _TILE * tile_column
     last_row = np.minimum(first_row + (_TILE - 1), rows[1][triangle])
     last_column = np.minimum(first_column + (_TILE - 1), columns[1][triangle])
-    # tiles padded to squares of side 1, 2 or 4 (at most 3 groups: NumPy's cost per call
+    # tiles padded to squares of side 1, 2, 3 or 4 (at most 4 groups: NumPy's cost per call
     # outweighs the padding's)
     side = np.maximum(last_row - first_row, last_column - first_column) + 1
-    side = np.where(side > 2, 4, side)
     order = np.argsort(side, kind="stable")
     side = side[order]
     starts = np.flatnonzero(np.r_[True, side[1:] != side[:-1]])
@@ -249,24 +248,20 @@ def _tile_groups(rows, columns):
         step = max(1, _CHUNK // (length * length))
         for chunk in range(start, end, step):
             pick = order[chunk:min(end, chunk + step)]
-            yield (
-                (triangle[pick], first_row[pick], first_column[pick], last_row[pick], last_column[pick]),
-                length,
-                length,
-            )
+            yield (triangle[pick], first_row[pick], first_column[pick], last_row[pick], last_column[pick]), length
 
 
-def _tile_hits(tiles, box_rows, box_columns, planes, volume, intrinsics, width, near, far):
-    """The hits in n tiles of one padded size ``box_rows`` x ``box_columns`` (``tiles``:
+def _tile_hits(tiles, side, planes, volume, intrinsics, width, near, far):
+    """The hits in n tiles of one padded size ``side`` x ``side`` pixels (``tiles``:
     triangle, first row, first column, last row, last column, ``(n,)`` each; ``planes
     (3, 3, n)`` and ``volume (n,)`` of their triangles): flat pixel, triangle, camera z and the
     three unnormalised barycentric weights, ``(h,)`` each."""
     fx, fy, cx, cy = intrinsics
     triangle, first_row, first_column, last_row, last_column = tiles
     count = len(triangle)
-    # candidates as (R, C, n) arrays, the tiles innermost: long inner loops for NumPy
-    row = first_row + np.arange(box_rows)[:, None]  # (R, n)
-    column = first_column + np.arange(box_columns)[:, None]  # (C, n)
+    # candidates as (S, S, n) arrays, rows first, the tiles innermost: long inner loops for NumPy
+    row = first_row + np.arange(side)[:, None]  # (S, n)
+    column = first_column + np.arange(side)[:, None]  # (S, n)
     # each pixel centre's ray, computed the same way for every triangle; NaN for the padding
     # beyond the tile (every comparison with NaN is False)
     ray_x = np.where(column <= last_column, (column + 0.5 - cx) / fx, np.nan)[None, :, :]
@@ -274,7 +269,7 @@ def _tile_hits(tiles, box_rows, box_columns, planes, volume, intrinsics, width, 
     inside = None
     weights = []
     for k in range(3):
-        w = ray_x * planes[k, 0] + (ray_y * planes[k, 1] + planes[k, 2])  # (R, C, n)
+        w = ray_x * planes[k, 0] + (ray_y * planes[k, 1] + planes[k, 2])  # (S, S, n)
         weights.append(w.reshape(-1))
         inside = w >= 0.0 if inside is None else np.logical_and(inside, w >= 0.0, out=inside)
     hit = np.flatnonzero(inside)
@@ -283,7 +278,7 @@ def _tile_hits(tiles, box_rows, box_columns, planes, volume, intrinsics, width, 
     depth = volume.take(owner) / (weights[0] + weights[1] + weights[2])
     valid = np.flatnonzero((depth > near) & (depth <= far))
     hit, owner, depth = hit.take(valid), owner.take(valid), depth.take(valid)
-    r, c = np.divmod(hit // count, box_columns)
+    r, c = np.divmod(hit // count, side)
     pixel = (first_row.take(owner) + r) * width + first_column.take(owner) + c
     return pixel, triangle.take(owner), depth, *(w.take(valid) for w in weights)
 
@@ -294,7 +289,7 @@ def transform_normals(normals: np.ndarray, matrix: np.ndarray) -> np.ndarray:
     matrix = np.asarray(matrix, np.float64)
     # the inverse transpose up to the factor 1 / det: the cofactors, as rows
     cofactors = np.stack([np.cross(matrix[1], matrix[2]), np.cross(matrix[2], matrix[0]), np.cross(matrix[0], matrix[1])])
-    cofactors *= np.sign(np.linalg.det(matrix))
+    cofactors *= np.sign(matrix[0] @ cofactors[0])  # the determinant's sign (no LAPACK call)
     out = _transform(cofactors, np.asarray(normals, np.float64).reshape(-1, 3).T)
     out /= np.sqrt(out[0] ** 2 + out[1] ** 2 + out[2] ** 2).clip(1e-300)
     return out.T

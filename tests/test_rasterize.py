@@ -295,3 +295,11 @@ def test_transformed_normals_follow_the_inverse_transpose():
     np.testing.assert_allclose(np.linalg.norm(moved, axis=1), 1.0)
     expected = normals @ np.linalg.inv(matrix)
     np.testing.assert_allclose(moved, expected / np.linalg.norm(expected, axis=1, keepdims=True), atol=1e-12)
+
+
+def test_a_mesh_out_of_view_gives_background_only():
+    vertices, triangles = icosphere(1)
+    hits = rasterize(vertices + [5.0, 0.0, 3.0], triangles, IDENTITY, (10.0, 10.0, 8.0, 8.0), (16, 16))
+    assert not hits.mask.any() and len(hits.pixels) == 0
+    assert smooth_normals(hits, triangles, vertices).shape == (0, 3)
+    assert not hits.image(hits.depth).any() and hits.image(hits.depth).shape == (16, 16)

@@ -303,3 +303,30 @@ def test_a_mesh_out_of_view_gives_background_only():
     assert not hits.mask.any() and len(hits.pixels) == 0
     assert smooth_normals(hits, triangles, vertices).shape == (0, 3)
     assert not hits.image(hits.depth).any() and hits.image(hits.depth).shape == (16, 16)
+
+
+def test_back_faces_seen_through_an_opening():
+    # a cube without its face towards the camera: the inside of the far walls (back faces) is
+    # seen through the opening, beside the outside of the side walls (front faces)
+    corners = np.array([[x, y, z] for x in (-0.5, 0.5) for y in (-0.5, 0.5) for z in (-0.5, 0.5)])
+    quads = [(0, 1, 3, 2), (4, 6, 7, 5), (0, 4, 5, 1), (2, 3, 7, 6), (0, 2, 6, 4)]  # no +z face
+    triangles = np.array([t for a, b, c, d in quads for t in ((a, b, c), (a, c, d))])
+    camera = look_at((0.9, 0.6, 2.2), (0.0, 0.0, 0.0))
+    hits, _ = assert_matches_brute_force(corners, triangles, camera, (40.0, 40.0, 20.0, 20.0), (40, 40))
+    assert hits.backfacing.sum() > 50 and (~hits.backfacing).sum() > 50
+
+
+def test_a_back_face_in_front_of_front_faces_is_seen_and_one_behind_is_not():
+    # a front-facing wall at z = 3, a back-facing triangle just in front of it (z 2.9-2.99)
+    # and one behind it (z = 3.5): the depth buffer of the front faces must hide only the last
+    vertices = np.array([
+        [-2.0, -2.0, 3.0], [2.0, -2.0, 3.0], [2.0, 2.0, 3.0], [-2.0, 2.0, 3.0],
+        [-0.8, -0.7, 2.99], [0.9, -0.6, 2.95], [0.1, 0.9, 2.9],
+        [-1.0, 0.5, 3.5], [1.0, 0.6, 3.5], [0.0, -1.0, 3.5],
+    ])
+    triangles = np.array([[0, 2, 1], [0, 3, 2], [4, 5, 6], [7, 8, 9]])
+    intrinsics, size = (24.0, 24.0, 16.0, 16.0), (32, 32)
+    hits, _ = assert_matches_brute_force(vertices, triangles, IDENTITY, intrinsics, size)
+    assert not hits.backfacing[np.isin(hits.triangle, [0, 1])].any()
+    assert hits.backfacing[hits.triangle == 2].all() and (hits.triangle == 2).sum() > 20
+    assert not (hits.triangle == 3).any()

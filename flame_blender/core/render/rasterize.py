@@ -18,9 +18,11 @@ from the same two vertices in opposite order, which negates it exactly in floati
 pixel centre on a shared edge is inside at least one of them, never in a crack.
 
 Speed: the candidate pixel centres are the triangles' pixel boxes, cut into tiles of at most
-4 x 4 pixels; tiles are grouped by size (padded to squares of side 1 to 4) and each group
-is tested in one broadcast, and the nearest hit per pixel is found with a depth buffer
-(``np.minimum.at``). No Python loop runs per pixel or per triangle.
+4 x 4 pixels; tiles are grouped by size (padded to squares of side 2, 3 or 4) and each group
+is tested in one broadcast; the nearest hit per pixel is found with a depth buffer
+(``np.minimum.at``). Front faces go first, and a back face's tile is skipped where every pixel
+it covers already holds a nearer hit (the block maxima of that depth buffer), which removes
+most back faces of a head, half the candidates. No Python loop runs per pixel or per triangle.
 """
 
 from __future__ import annotations
@@ -116,10 +118,20 @@ def rasterize(
     volume = np.abs(volume)
     columns, rows = _pixel_boxes(points, corner_index, near, (fx, fy, cx, cy), width, height)
     columns[1][volume == 0.0] = -1  # seen edge-on (or degenerate): no hit in front
-    found = [
-        _tile_hits(tiles, side, planes[:, :, tiles[0]], volume[tiles[0]], (fx, fy, cx, cy), width, near, far)
-        for tiles, side in _tile_groups(rows, columns)
-    ]
+    # Front faces first. A back face's tile is then skipped where the front faces already hold
+    # every pixel it covers, nearer than its nearest corner (most back faces of a head: half
+    # the candidates); the rest is tested as the front faces were.
+    closest = np.minimum(np.minimum(corners[0][2], corners[1][2]), corners[2][2])
+    found, covered = [], None
+    for back in (False, True):
+        if back and found:
+            covered = _block_maxima(found, width, height)
+        for tiles, side in _tile_groups(rows, columns, backfacing_triangle == back):
+            if covered is not None:
+                tiles = _hidden_tiles_removed(tiles, covered, closest)
+            if len(tiles[0]):
+                found.append(_tile_hits(tiles, side, planes[:, :, tiles[0]], volume[tiles[0]],
+                                        (fx, fy, cx, cy), width, near, far))
     if found:
         pixels, triangle, depth, *weights = (np.concatenate(part) for part in zip(*found, strict=True))
     else:
@@ -214,14 +226,41 @@ def _pixel_boxes(
             [first_row.astype(np.int64), last_row.astype(np.int64)])
 
 
-def _tile_groups(rows, columns):
-    """The candidate pixels: each triangle's pixel box, cut into tiles of at most
-    :data:`_TILE` pixels a side, the tiles grouped by size (padded to squares). Yields
+def _block_maxima(found, width: int, height: int) -> np.ndarray:
+    """Per block of :data:`_TILE` x :data:`_TILE` pixels, the largest of its pixels' nearest
+    depth among the hits ``found`` so far (inf when a pixel has none)."""
+    pixels, depth = np.concatenate([part[0] for part in found]), np.concatenate([part[2] for part in found])
+    rows, columns = -(-height // _TILE) * _TILE, -(-width // _TILE) * _TILE
+    nearest = np.full((rows, columns), np.inf)
+    np.minimum.at(nearest.reshape(-1), (pixels // width) * columns + pixels % width, depth)
+    across = np.maximum.reduce([nearest[:, k::_TILE] for k in range(_TILE)])
+    return np.maximum.reduce([across[k::_TILE] for k in range(_TILE)])
+
+
+def _hidden_tiles_removed(tiles, covered: np.ndarray, closest: np.ndarray):
+    """``tiles`` without those whose pixels all hold a hit nearer than their triangle's nearest
+    corner (``closest (T,)`` camera z): blocks ``covered`` (:func:`_block_maxima`). A tile of at
+    most :data:`_TILE` pixels a side overlaps at most 2 x 2 blocks."""
+    triangle, first_row, first_column, last_row, last_column = tiles
+    top, bottom = first_row // _TILE, last_row // _TILE
+    left, right = first_column // _TILE, last_column // _TILE
+    farthest = np.maximum(
+        np.maximum(covered[top, left], covered[top, right]),
+        np.maximum(covered[bottom, left], covered[bottom, right]),
+    )
+    keep = np.flatnonzero(closest.take(triangle) <= farthest)
+    return tuple(part.take(keep) for part in tiles)
+
+
+def _tile_groups(rows, columns, chosen):
+    """The candidate pixels of the ``chosen (T,)`` triangles: each one's pixel box, cut into
+    tiles of at most :data:`_TILE` pixels a side, the tiles grouped by size (padded to
+    squares). Yields
     ``(tiles, side)``: ``tiles`` = ``(triangle, first row, first column, last row, last
     column)``, ``(n,)`` each, at most :data:`_CHUNK` candidates."""
     count_rows = rows[1] - rows[0] + 1
     count_columns = columns[1] - columns[0] + 1
-    boxed = np.flatnonzero((count_rows > 0) & (count_columns > 0))
+    boxed = np.flatnonzero((count_rows > 0) & (count_columns > 0) & chosen)
     if not len(boxed):
         return
     tile_columns = -(-count_columns[boxed] // _TILE)
@@ -236,9 +275,9 @@ def _tile_groups(rows, columns):
     first_column = columns[0][triangle] + _TILE * tile_column
     last_row = np.minimum(first_row + (_TILE - 1), rows[1][triangle])
     last_column = np.minimum(first_column + (_TILE - 1), columns[1][triangle])
-    # tiles padded to squares of side 1, 2, 3 or 4 (at most 4 groups: NumPy's cost per call
+    # tiles padded to squares of side 2, 3 or 4 (at most 3 groups: NumPy's cost per call
     # outweighs the padding's)
-    side = np.maximum(last_row - first_row, last_column - first_column) + 1
+    side = np.maximum(np.maximum(last_row - first_row, last_column - first_column) + 1, 2)
     order = np.argsort(side, kind="stable")
     side = side[order]
     starts = np.flatnonzero(np.r_[True, side[1:] != side[:-1]])

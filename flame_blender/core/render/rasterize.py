@@ -255,9 +255,8 @@ def _hidden_tiles_removed(tiles, covered: np.ndarray, closest: np.ndarray):
 def _tile_groups(rows, columns, chosen):
     """The candidate pixels of the ``chosen (T,)`` triangles: each one's pixel box, cut into
     tiles of at most :data:`_TILE` pixels a side, the tiles grouped by size (padded to
-    squares). Yields
-    ``(tiles, side)``: ``tiles`` = ``(triangle, first row, first column, last row, last
-    column)``, ``(n,)`` each, at most :data:`_CHUNK` candidates."""
+    squares). Yields ``(tiles, side)``: ``tiles`` = ``(triangle, first row, first column,
+    last row, last column)``, ``(n,)`` each, at most :data:`_CHUNK` candidates."""
     count_rows = rows[1] - rows[0] + 1
     count_columns = columns[1] - columns[0] + 1
     boxed = np.flatnonzero((count_rows > 0) & (count_columns > 0) & chosen)

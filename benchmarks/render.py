@@ -1,4 +1,4 @@
-"""Batch rendering speed per image: Cycles' sampling, scene sync, the ground-truth pass, and
+"""Batch rendering speed per image: Cycles' sampling, scene sync, the ground truth, and
 everything else (our code between Cycles calls), with images/s, on the CPU and on a GPU when
 one is present.
 
@@ -11,9 +11,14 @@ runs) in a fresh process; the figures are medians over ``--repeats`` runs. Per i
 - *Cycles sampling*: the picture's render from Cycles' first "Sample" status to its end
   (sampling and denoising);
 - *scene sync*: the picture's render before that status (Blender's and Cycles' scene update);
-- *ground-truth pass*: the whole 1-sample ground-truth render;
+- *ground-truth pass (Cycles)*: the whole 1-sample ground-truth render, in revisions that
+  render one (before the ground truth was rasterized);
+- *ground truth rasterized*: ``core.render.rasterize`` and the normals and labels from it, on
+  the writer thread, wall time and the thread's CPU time (it overlaps the next image's render,
+  so it is not part of the wall time unless the writer falls behind; on a CPU it competes with
+  Cycles for the cores, which inflates its wall time);
 - *everything else*: the rest of the wall time per image: our code between Cycles calls
-  (forward pass, studio, saving and reading images, ground-truth files, JSON, manifest);
+  (forward pass, studio, saving and reading images, JSON, manifest);
 - *images/s*: one over the wall time per image.
 
 Steady state only: the wall time per image is measured from the second image's picture render
@@ -38,11 +43,15 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 ROWS = (
     ("sampling", "Cycles sampling (+ denoising), ms"),
     ("sync", "scene sync, ms"),
-    ("truth", "ground-truth pass, ms"),
+    ("truth", "ground-truth pass (Cycles, main thread), ms"),
+    ("raster", "ground truth rasterized (writer thread), ms"),
+    ("raster_cpu", "ground truth rasterized, CPU time of the writer thread, ms"),
     ("else", "everything else (our code), ms"),
     ("wall", "wall per image, ms"),
     ("rate", "images/s"),
 )
+
+RASTER_PHASE = "ground truth (rasterized, writer thread)"  # BatchRenderer.phase_seconds key
 
 
 # -- one measurement, in a child process -----------------------------------------------------
@@ -90,20 +99,26 @@ def measure(source: Path, width: int, height: int, samples: int, device: str, im
         ):
             handlers.append(function)
         summary = renderer.run()
-    if summary.failed or summary.rendered != images or len(durations) != 2 * images:
+    # Cycles renders per image: 2 when the revision renders its ground truth, else 1
+    renders = len(durations) // images if images else 0
+    if summary.failed or summary.rendered != images or renders not in (1, 2) or len(durations) != renders * images:
         raise RuntimeError(f"benchmark run failed: {summary.failures}")
     steady = range(1, images - 1)  # images whose whole cycle lies between two picture starts
-    wall = (starts[2 * (images - 1)] - starts[2]) / len(steady)
-    picture = statistics.fmean(durations[2 * i] for i in steady)
-    sync = statistics.fmean(syncs[2 * i] for i in steady)
-    truth = statistics.fmean(durations[2 * i + 1] for i in steady)
+    wall = (starts[renders * (images - 1)] - starts[renders]) / len(steady)
+    picture = statistics.fmean(durations[renders * i] for i in steady)
+    sync = statistics.fmean(syncs[renders * i] for i in steady)
+    truth = statistics.fmean(durations[2 * i + 1] for i in steady) if renders == 2 else None
+    raster = renderer.phase_seconds.get(RASTER_PHASE)
+    raster_cpu = getattr(renderer, "phase_cpu_seconds", {}).get(RASTER_PHASE)
     flame_blender.unregister()
     return {
         "device": summary.device,
         "sampling": picture - sync,
         "sync": sync,
         "truth": truth,
-        "else": wall - picture - truth,
+        "raster": raster / images if raster is not None else None,
+        "raster_cpu": raster_cpu / images if raster_cpu is not None else None,
+        "else": wall - picture - (truth or 0.0),
         "wall": wall,
         "rate": 1.0 / wall,
     }
@@ -206,7 +221,11 @@ def main() -> int:
             for name, label in ROWS:
                 cells = []
                 for runs in columns.values():
-                    value = statistics.median(run[name] for run in runs)
+                    values = [run[name] for run in runs if run.get(name) is not None]
+                    if not values:
+                        cells.append("–")
+                        continue
+                    value = statistics.median(values)
                     cells.append(f"{value:.2f}" if name == "rate" else f"{value * 1000:.1f}")
                 print(f"| {label} | " + " | ".join(cells) + " |")
             sys.stdout.flush()

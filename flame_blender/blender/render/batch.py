@@ -15,11 +15,12 @@
 
 The batch works in a fresh empty file (``read_homefile(use_empty=True)``): run it headless.
 Per image, the main thread only drives Blender: it writes core's forward pass into the head's
-mesh, places the studio, and renders in one persistent Cycles session the picture (saved by
-Blender as an uncompressed scratch TGA) and the ground-truth passes (a scratch EXR, rendered only
-over the pixels that can see the head). A writer thread (:mod:`.batch_outputs`) turns them into
-the PNG picture, the depth, normal and label files and the JSON
-(:mod:`flame_blender.core.render.sample_record`) while Cycles renders the next image. Every file
+mesh, places the studio, and renders the picture in one persistent Cycles session (saved by
+Blender as an uncompressed scratch TGA). A writer thread (:mod:`.batch_outputs`) turns it into
+the PNG picture and computes the ground truth exactly from the rendered mesh and camera
+(:mod:`flame_blender.core.render.rasterize`: at each pixel centre, what a one-sample Cycles
+render with a vanishing pixel filter sees), then writes the depth, normal and label files and
+the JSON (:mod:`flame_blender.core.render.sample_record`) while Cycles renders the next image. Every file
 is written atomically (temporary file, then rename) and a sample's JSON is written last, so a
 sample is finished exactly when its JSON exists: a rerun skips finished samples, and a run
 killed midway loses only the samples in flight. A sample that raises is recorded as "failed"
@@ -62,7 +63,7 @@ from ...core.render.manifest import manifest_path, write_manifest
 from ...core.render.segmentation import label_table
 from . import batch_sheet, material, passes, studio
 from . import device as cycles_device
-from .batch_outputs import BatchOutputs, SampleJob, head_region, scratch_path
+from .batch_outputs import BatchOutputs, SampleJob, scratch_path
 from .batch_scene import BatchScene
 from .batch_sheet import sample_tiles as sample_tiles  # (public name, kept where it was)
 
@@ -164,6 +165,9 @@ class BatchRenderer(BatchScene, BatchOutputs):
         #: wall seconds per phase of render_sample and write_sample, summed over samples (for
         #: the benchmark); the writer thread's phase overlaps the next sample's renders
         self.phase_seconds: dict[str, float] = {}
+        #: the same phases' CPU seconds on their own thread (a helper thread's wall time also
+        #: counts the time Cycles' threads hold the cores)
+        self.phase_cpu_seconds: dict[str, float] = {}
         self._phase_lock = threading.Lock()
 
     # -- validation (no writes) -------------------------------------------------------------
@@ -448,14 +452,14 @@ class BatchRenderer(BatchScene, BatchOutputs):
 
     @contextmanager
     def _phase(self, name: str):
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.thread_time()
         try:
             yield
         finally:
+            seconds, cpu = time.perf_counter() - started, time.thread_time() - cpu_started
             with self._phase_lock:
-                self.phase_seconds[name] = (
-                    self.phase_seconds.get(name, 0.0) + time.perf_counter() - started
-                )
+                self.phase_seconds[name] = self.phase_seconds.get(name, 0.0) + seconds
+                self.phase_cpu_seconds[name] = self.phase_cpu_seconds.get(name, 0.0) + cpu
 
     def sample_inputs(self, index: int) -> SampleInputs:
         """Sample ``index``'s content without Blender (inputs thread): parameters, core's forward
@@ -471,9 +475,9 @@ class BatchRenderer(BatchScene, BatchOutputs):
     def render_sample(
         self, index: int, name: str, samples_dir: Path, inputs: SampleInputs | None = None
     ) -> SampleJob:
-        """Blender's part of one sample (main thread): the head, the studio, the picture (saved)
-        and the ground-truth passes (a scratch EXR). ``inputs``: :meth:`sample_inputs` of
-        ``index``, computed here when not given. Returns what :meth:`write_sample` needs."""
+        """Blender's part of one sample (main thread): the head, the studio and the picture
+        (saved). ``inputs``: :meth:`sample_inputs` of ``index``, computed here when not given.
+        Returns what :meth:`write_sample` needs, the ground truth included."""
         s = self.settings
         scene = self.scene
         if inputs is None:
@@ -491,21 +495,21 @@ class BatchRenderer(BatchScene, BatchOutputs):
                 )
             self._mesh_checked = True
         paths = {kind: samples_dir / f"{name}.{suffix}" for kind, suffix in FILE_KINDS.items()}
-        # Blender writes both renders as uncompressed scratch files (hidden, so a resumed run
-        # removes a killed run's); the writer thread makes the sample's files from them.
-        picture, scratch = scratch_path(samples_dir, name, "picture.tga"), scratch_path(samples_dir, name, "passes.exr")
-        region = head_region(camera, vertices)  # the ground truth renders only the head's pixels
+        # Blender writes the picture as an uncompressed scratch file (hidden, so a resumed run
+        # removes a killed run's); the writer thread makes the sample's files from it, and the
+        # ground truth from the mesh: what Cycles renders, read here while it is current
+        picture = scratch_path(samples_dir, name, "picture.tga")
+        with self._phase("head, albedo and studio"):
+            vertex_normals = self._head_vertex_normals()
+            clip = (scene.camera.data.clip_start, scene.camera.data.clip_end)
         try:
             with self._phase("picture (render + save)"):
                 passes.render_picture_scratch(scene, picture, s.samples, s.transparent, s.denoise)
-            with self._phase("ground truth (render + save)"):
-                passes.render_ground_truth_file(scene, scratch, region)
         except BaseException:
             picture.unlink(missing_ok=True)
-            scratch.unlink(missing_ok=True)
             raise
         return SampleJob(
-            spec, name, camera, landmark_points, vertices, paths, picture, scratch, region,
+            spec, name, camera, landmark_points, vertices, vertex_normals, clip, paths, picture,
             studio.head_centre(vertices),
         )
 

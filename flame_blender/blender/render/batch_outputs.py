@@ -1,10 +1,11 @@
-"""The writer thread's half of the batch renderer: from the two scratch files Blender wrote for a
-sample (the picture as an uncompressed TGA, the ground-truth passes as a multilayer EXR), the
-sample's PNG picture, depth, normal and label files, and last its JSON. Plain data in, no
-Blender API, so it runs while Cycles renders the next image.
+"""The writer thread's half of the batch renderer: from the picture Blender saved for a sample
+(an uncompressed TGA scratch file) and the rendered mesh, the sample's PNG picture, its ground
+truth (rasterized exactly, :mod:`flame_blender.core.render.rasterize`), the depth, normal and
+label files, and last its JSON. Plain data in, no Blender API, so it runs while Cycles renders
+the next image.
 
 :class:`BatchOutputs` is a part of :class:`.batch.BatchRenderer` (which sets ``settings``,
-``forward``, ``landmark_names``, ``head_triangles``, ``view_layer_name``, ``parameters``,
+``forward``, ``landmark_names``, ``head_triangles``, ``head_triangle_labels``, ``parameters``,
 ``texture_model`` and ``albedo_note``).
 """
 
@@ -16,8 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from ...core.io.atomic import temporary_path
-from ...core.render import camera as core_camera
-from ...core.render import sample_record
+from ...core.render import rasterize, sample_record
 from ...core.render.dataset import SampleSpec
 from ...core.render.png import write_png
 from ...core.render.sample_record import SampleCamera
@@ -34,10 +34,10 @@ class SampleJob:
     camera: SampleCamera
     landmark_points: dict[str, np.ndarray]  # --landmarks name -> (L, 3) FLAME space
     vertices: np.ndarray  # (5023, 3) FLAME space, the rendered mesh
+    vertex_normals: np.ndarray  # (5023, 3) float32 FLAME space, Blender's (what Cycles shades with)
+    clip: tuple[float, float]  # the camera's clip_start and clip_end (metres)
     paths: dict[str, Path]  # FILE_KINDS kind -> final path
     picture: Path  # the picture (uncompressed TGA), deleted once written as the PNG
-    scratch: Path  # the ground-truth passes (multilayer EXR), deleted once read
-    region: tuple[int, int, int, int] | None  # the pixels the ground truth rendered, None: all
     head_centre: np.ndarray  # (3,) FLAME space, where the studio camera aims
 
 
@@ -46,17 +46,18 @@ class BatchOutputs:
     """The writer thread's part of :class:`.batch.BatchRenderer` (see the module docstring)."""
 
     def write_sample(self, job: SampleJob) -> None:
-        """The rest of one sample, without Blender (writer thread): read the passes, write the
-        depth, normal and label files, then the JSON, which marks the sample finished."""
+        """The rest of one sample, without Blender (writer thread): the PNG picture, the ground
+        truth, the depth, normal and label files, then the JSON, which marks the sample
+        finished."""
         s = self.settings
         with self._phase("write outputs (writer thread)"):
             try:
                 # zlib level 1, as Blender's own PNG writer at its default compression (15 %)
                 write_png(job.paths["rgb"], read_tga(job.picture), compression=1)
-                truth = passes.read_ground_truth(job.scratch, self.view_layer_name, job.region, s.resolution)
             finally:
                 job.picture.unlink(missing_ok=True)
-                job.scratch.unlink(missing_ok=True)
+            with self._phase("ground truth (rasterized, writer thread)"):
+                truth = ground_truth(job, self.head_triangles, self.head_triangle_labels)
             normals = sample_record.camera_normals(truth.normals_world, job.camera)
             sample_record.write_ground_truth_images(job.paths, truth.depth, normals, truth.labels)
             # the jaw contour seen from this sample's camera, and the exact ray cast on the
@@ -87,11 +88,33 @@ class BatchOutputs:
             sample_record.write_sample_json(job.paths["json"], record)
 
 
-def head_region(camera: SampleCamera, vertices: np.ndarray) -> tuple[int, int, int, int] | None:
-    """The pixels that can see the head (``(5023, 3)`` FLAME-space ``vertices``): the only
-    ones the ground-truth render needs, the rest being background."""
-    points = vertices @ camera.world_to_camera[:3, :3].T + camera.world_to_camera[:3, 3]
-    return core_camera.pixel_region(points, *camera.intrinsics, camera.width, camera.height)
+def ground_truth(job: SampleJob, triangles: np.ndarray, triangle_labels: np.ndarray) -> passes.GroundTruth:
+    """The sample's ground truth, what a one-sample Cycles render with a vanishing pixel filter
+    measures, computed exactly without Blender (:func:`core.render.rasterize.rasterize`): at
+    each pixel centre, the nearest hit of its camera ray on the rendered float32 triangles
+    ``(T, 3)`` within the camera's clip range; its camera z, Blender's vertex normals blended
+    there as Cycles shades the smooth head (in Blender's world, as the normal pass), and its
+    triangle's label (``triangle_labels (T,)`` uint8)."""
+    camera = job.camera
+    vertices = np.asarray(job.vertices, np.float32)  # as Blender stores and Cycles renders them
+    hits = rasterize.rasterize(
+        vertices, triangles, camera.world_to_camera, camera.intrinsics, camera.size, job.clip
+    )
+    # the head's object -> Blender world matrix; Cycles transforms and renormalises each vertex
+    # normal with it before blending them
+    # (world_to_camera = blender_world_to_camera @ head matrix, the former a rotation; no
+    # LAPACK call: OpenBLAS threads would busy-wait on the cores Cycles renders with)
+    head_matrix = np.einsum(
+        "ji,jk->ik", camera.blender_world_to_camera[:3, :3], camera.world_to_camera[:3, :3]
+    )
+    vertex_normals = rasterize.transform_normals(job.vertex_normals, head_matrix)
+    normals = rasterize.smooth_normals(hits, triangles, vertex_normals)
+    return passes.GroundTruth(
+        depth=hits.image(hits.depth, dtype=np.float32),
+        normals_world=hits.image(normals, dtype=np.float32),
+        labels=hits.image(np.asarray(triangle_labels, np.uint8).take(hits.triangle)),
+        mask=hits.mask,
+    )
 
 
 def scratch_path(folder: Path, name: str, suffix: str) -> Path:

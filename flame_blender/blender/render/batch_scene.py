@@ -38,14 +38,15 @@ class BatchScene:
         pose_correction.remove(self.head)  # no pose to play: no modifier for Blender to evaluate
         scene.view_layers[0].update()  # the studio reads the head's matrix_world: make it current
         self._mesh_checked = False
-        # the rendered triangles, for the writer thread's exact ray-cast visibility
+        # the rendered triangles, for the writer thread's ground truth and exact ray-cast
+        # visibility, and each one's label (from its polygon's)
         self.head_triangles = visibility.mesh_triangles(self.head)
         self.device_choice = cycles_device.select_cycles_device(scene, s.device)
         passes.prepare_scene(scene, s.resolution[0], s.resolution[1], s.samples)
         scene.cycles.denoising_prefilter = s.denoise_prefilter
-        self.view_layer_name = scene.view_layers[0].name
         material.ensure_head_material(self.head, self.texture_model)
-        material.assign_labels(self.head, self.flame_folder)
+        labels = material.assign_labels(self.head, self.flame_folder)
+        self.head_triangle_labels = labels[visibility.mesh_triangle_polygons(self.head)]
 
     def _set_head_vertices(self, vertices: np.ndarray) -> None:
         """Write ``(5023, 3)`` FLAME-space vertices into the head's mesh (Blender recomputes
@@ -58,6 +59,14 @@ class BatchScene:
         else:
             mesh.vertices.foreach_set("co", flat)
         mesh.update()
+
+    def _head_vertex_normals(self) -> np.ndarray:
+        """Blender's vertex normals of the head ``(5023, 3)`` float32, FLAME space: those Cycles
+        blends across each triangle of the smooth-shaded head (main thread, after
+        :meth:`_set_head_vertices`)."""
+        normals = np.empty(3 * len(self.head.data.vertices), np.float32)
+        self.head.data.vertex_normals.foreach_get("vector", normals)
+        return normals.reshape(-1, 3)
 
     def _set_scene(self, spec: SampleSpec, vertices: np.ndarray, albedo: np.ndarray | None) -> None:
         s = self.settings

@@ -4,7 +4,9 @@ The texture model's image (``TextureModel.image``: row 0 = top of the UV square)
 Blender image with ``pixels.foreach_set``, rows flipped because Blender's row 0 is the bottom.
 The image keeps the model's colour space (sRGB for the FLAME texture space, linear for AlbedoMM
 and the BFM albedo). The material also writes each triangle's segmentation label (the face
-attribute ``flame_label``) to the ``flame_label`` AOV, which the ground-truth render reads.
+attribute ``flame_label``) to the ``flame_label`` AOV, which Cycles' ground-truth passes read
+(the tests' reference; the batch renderer takes each triangle's label from
+:func:`assign_labels`).
 """
 
 from __future__ import annotations

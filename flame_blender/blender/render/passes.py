@@ -1,20 +1,18 @@
-"""Two Cycles renders per image: the picture, then its ground truth, in one persistent session.
+"""Cycles renders: the picture, and Cycles' own ground-truth passes.
 
 The picture ("beauty") uses the user's samples, Cycles' default 1.5 px pixel filter and the
-denoiser, and is saved by Blender (so the scene's view transform applies). The ground truth is a
-second render at one sample with a 0.01 px pixel filter, so every pixel of the depth, normal and
-label passes is the exact value at the pixel's centre: no blending across silhouettes, and
-depth maps that agree with projected geometry to well under a millimetre. It costs a few
-per cent of the picture's time.
+denoiser, and is saved by Blender (so the scene's view transform applies). Renders run in one
+Cycles session kept between renders (``use_persistent_data``): after the first image, a render
+re-syncs only what changed (the head's mesh, camera, lights, albedo image).
 
-Both renders run in one Cycles session kept between renders (``use_persistent_data``): after
-the first image, a render re-syncs only what changed (the head's mesh, camera, lights, albedo
-image), and switching between the picture's and the ground truth's settings only updates the
-film and integrator, so the ground-truth render costs little more than its one sample.
-
-Depth, normals and labels come back as arrays through a multilayer EXR that Blender writes and
-:mod:`core.exr` reads (``Render Result`` has no pixels in background mode). Works with Blender
-4.2 (``file_format`` only) and 5.0 (``media_type`` first), chosen with ``hasattr``.
+The batch renderer computes its ground truth without Cycles
+(:mod:`flame_blender.core.render.rasterize`). :func:`render_ground_truth_file` is Cycles' own
+measurement of the same thing, the independent reference the tests compare it with: a render
+at one sample with a 0.01 px pixel filter, so every pixel of the depth, normal and label passes
+is the value at the pixel's centre. Its passes come back as arrays through a multilayer EXR
+that Blender writes and :mod:`core.exr` reads (``Render Result`` has no pixels in background
+mode). Works with Blender 4.2 (``file_format`` only) and 5.0 (``media_type`` first), chosen
+with ``hasattr``.
 """
 
 from __future__ import annotations
@@ -31,12 +29,11 @@ from .material import LABEL_AOV
 
 GROUND_TRUTH_FILTER = 0.01  # px: Cycles' smallest pixel filter, i.e. one point per pixel
 BACKGROUND_DEPTH = 1e9  # Cycles writes 1e10 where a ray hits nothing
-NO_HIT_DEPTH = 1e10
 
 
 @dataclass
 class GroundTruth:
-    """Per-pixel ground truth, row 0 = top of the image."""
+    """Per-pixel ground truth at the pixel centres, row 0 = top of the image."""
 
     depth: np.ndarray  # (H, W) float32 camera z in metres, 0 on background
     normals_world: np.ndarray  # (H, W, 3) float32 Blender world-space unit normals, 0 on background
@@ -111,7 +108,7 @@ def use_png_rgba8(settings) -> None:
 def prepare_scene(
     scene: bpy.types.Scene, width: int, height: int, samples: int
 ) -> bpy.types.ViewLayer:
-    """Cycles at ``width`` x ``height``, the ground-truth passes and the label AOV enabled."""
+    """Cycles at ``width`` x ``height``, with a persistent session."""
     scene.render.engine = "CYCLES"
     scene.render.resolution_x = width
     scene.render.resolution_y = height
@@ -120,14 +117,17 @@ def prepare_scene(
     scene.cycles.samples = samples
     # keep Cycles' session between renders: later renders sync only what changed
     scene.render.use_persistent_data = True
-    view_layer = scene.view_layers[0]
+    return scene.view_layers[0]
+
+
+def use_ground_truth_passes(view_layer: bpy.types.ViewLayer) -> None:
+    """Enable the passes :func:`render_ground_truth_file` saves: depth, normals, the label AOV."""
     view_layer.use_pass_z = True
     view_layer.use_pass_normal = True
     if LABEL_AOV not in view_layer.aovs:
         aov = view_layer.aovs.add()
         aov.name = LABEL_AOV
         aov.type = "VALUE"
-    return view_layer
 
 
 def render_picture(
@@ -160,19 +160,19 @@ def _render_picture(scene: bpy.types.Scene, samples: int, transparent: bool, den
     bpy.ops.render.render()
 
 
-def render_ground_truth_file(
-    scene: bpy.types.Scene, path: str | Path, region: tuple[int, int, int, int] | None = None
-) -> None:
-    """Render one point sample per pixel and save every pass as a multilayer EXR at ``path``.
+def render_ground_truth_file(scene: bpy.types.Scene, path: str | Path) -> None:
+    """Render one point sample per pixel and save every pass as a multilayer EXR at ``path``
+    (the scene's first view layer gets the ground-truth passes). :func:`read_ground_truth`
+    reads the file. The picture's settings are restored afterwards.
 
-    ``region``: ``(x0, y0, x1, y1)`` pixels (top-left origin, x1 and y1 exclusive) outside which
-    nothing but background can be seen (:func:`core.render.camera.pixel_region`): only those
-    pixels are rendered and saved, and :func:`read_ground_truth` puts background around them.
-    :func:`read_ground_truth` reads the file (it needs no Blender, so it can run on another
-    thread). The picture's settings are restored afterwards.
+    The render starts a new Cycles session: a persistent one compiled its shaders before the
+    label AOV existed, and would write no labels.
     """
     cycles, render = scene.cycles, scene.render
-    saved = (cycles.samples, cycles.filter_width, cycles.use_denoising, render.film_transparent)
+    saved = (cycles.samples, cycles.filter_width, cycles.use_denoising, render.film_transparent,
+             render.use_persistent_data)
+    use_ground_truth_passes(scene.view_layers[0])
+    render.use_persistent_data = False
     cycles.samples = 1
     cycles.filter_width = GROUND_TRUTH_FILTER
     cycles.use_denoising = False
@@ -183,64 +183,18 @@ def render_ground_truth_file(
     settings.file_format = "OPEN_EXR_MULTILAYER"
     settings.color_depth = "32"
     settings.exr_codec = "NONE"  # a scratch file read back at once: no time spent compressing
-    border = [getattr(render, name) for name in _BORDER]
-    if region is not None:
-        _use_border(render, region)
     try:
         bpy.ops.render.render()
         bpy.data.images["Render Result"].save_render(str(path), scene=scene)
     finally:
-        cycles.samples, cycles.filter_width, cycles.use_denoising, render.film_transparent = saved
-        for name, value in zip(_BORDER, border, strict=True):
-            setattr(render, name, value)
+        (cycles.samples, cycles.filter_width, cycles.use_denoising, render.film_transparent,
+         render.use_persistent_data) = saved
 
 
-_BORDER = ("use_border", "use_crop_to_border", "border_min_x", "border_max_x", "border_min_y", "border_max_y")
-
-
-def _use_border(render, region: tuple[int, int, int, int]) -> None:
-    """Render only ``region`` and save just those pixels. Blender's border is a fraction of the
-    image, bottom-left origin, turned into whole pixels by truncation (or rounding): a quarter
-    pixel past each wanted pixel edge gives that edge either way."""
-    x0, y0, x1, y1 = region
-    width, height = render.resolution_x, render.resolution_y
-    render.use_border = True
-    render.use_crop_to_border = True
-    render.border_min_x, render.border_max_x = (x0 + 0.25) / width, (x1 + 0.25) / width
-    render.border_min_y, render.border_max_y = (height - y1 + 0.25) / height, (height - y0 + 0.25) / height
-
-
-def read_ground_truth(
-    path: str | Path, layer: str, region: tuple[int, int, int, int] | None = None,
-    size: tuple[int, int] | None = None,
-) -> GroundTruth:
+def read_ground_truth(path: str | Path, layer: str) -> GroundTruth:
     """The ground truth in a multilayer EXR written by :func:`render_ground_truth_file`
-    (``layer``: the view layer's name). With the ``region`` it was rendered with, the image of
-    ``size`` (width, height) is background around it. Uses no Blender API: safe on a writer
-    thread."""
-    channels = read_exr(path)
-    if region is not None:
-        channels = _embed(channels, region, size, path)
-    return _ground_truth_from_channels(channels, layer)
-
-
-def _embed(
-    channels: dict[str, np.ndarray], region: tuple[int, int, int, int], size: tuple[int, int], path
-) -> dict[str, np.ndarray]:
-    x0, y0, x1, y1 = region
-    width, height = size
-    full = {}
-    for name, values in channels.items():
-        if values.shape != (y1 - y0, x1 - x0):
-            raise RuntimeError(
-                f"{path}: {name} has {values.shape[1]} x {values.shape[0]} pixels, expected the "
-                f"{x1 - x0} x {y1 - y0} region {region} of the ground-truth render"
-            )
-        background = NO_HIT_DEPTH if name.endswith("Depth.Z") else 0.0
-        image = np.full((height, width), background, values.dtype)
-        image[y0:y1, x0:x1] = values
-        full[name] = image
-    return full
+    (``layer``: the view layer's name). Uses no Blender API."""
+    return _ground_truth_from_channels(read_exr(path), layer)
 
 
 def _ground_truth_from_channels(channels: dict[str, np.ndarray], layer: str) -> GroundTruth:

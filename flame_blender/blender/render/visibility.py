@@ -54,6 +54,15 @@ def mesh_triangles(head: bpy.types.Object) -> np.ndarray:
     return triangles.reshape(-1, 3)
 
 
+def mesh_triangle_polygons(head: bpy.types.Object) -> np.ndarray:
+    """The polygon each of :func:`mesh_triangles` comes from, ``(T,)`` int64 (main thread)."""
+    mesh = head.data
+    mesh.calc_loop_triangles()
+    polygons = np.empty(len(mesh.loop_triangles), np.int32)
+    mesh.loop_triangles.foreach_get("polygon_index", polygons)
+    return polygons.astype(np.int64)
+
+
 def ray_visibility_from_mesh(
     vertices: np.ndarray, triangles: np.ndarray, world_to_camera: np.ndarray
 ) -> Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]:

@@ -119,24 +119,3 @@ def world_to_camera_from_blender(camera_matrix_world: Any) -> np.ndarray:
     world_to_blender_camera[:3, :3] = rotation.T
     world_to_blender_camera[:3, 3] = -rotation.T @ m[:3, 3]
     return BLENDER_TO_OPENCV @ world_to_blender_camera
-
-
-def pixel_region(
-    points: np.ndarray, fx: float, fy: float, cx: float, cy: float, width: int, height: int, margin: int = 1
-) -> tuple[int, int, int, int] | None:
-    """The pixels whose centres can see a surface spanned by camera-space ``points (N, 3)``:
-    ``(x0, y0, x1, y1)``, top-left origin, x1 and y1 exclusive, clipped to the image and widened
-    by ``margin`` pixels. A triangle's projection lies inside the box of its corners' projections,
-    so nothing outside the region can be hit. None when a point is not in front of the camera
-    (the box would not bound the surface) or when the region is empty."""
-    points = np.asarray(points, np.float64).reshape(-1, 3)
-    if not len(points) or not (points[:, 2] > 0).all():
-        return None
-    pixels = camera2pixel(points, fx, fy, cx, cy)
-    low = np.floor(pixels.min(axis=0)).astype(np.int64) - margin
-    high = np.ceil(pixels.max(axis=0)).astype(np.int64) + margin
-    x0, y0 = max(int(low[0]), 0), max(int(low[1]), 0)
-    x1, y1 = min(int(high[0]), width), min(int(high[1]), height)
-    if x1 <= x0 or y1 <= y0:
-        return None
-    return x0, y0, x1, y1

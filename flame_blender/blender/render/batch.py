@@ -61,6 +61,7 @@ from ...core.render import sample_record
 from ...core.render.dataset import SampleSpec, SamplingRanges, sample_id, sample_spec, shard_indices
 from ...core.render.manifest import manifest_path, write_manifest
 from ...core.render.segmentation import label_table
+from ..blas_threads import single_threaded_blas
 from . import batch_sheet, material, passes, studio
 from . import device as cycles_device
 from .batch_outputs import BatchOutputs, SampleJob, scratch_path
@@ -399,6 +400,9 @@ class BatchRenderer(BatchScene, BatchOutputs):
         # files, and samples finish in order.
         pending: deque[tuple[int, float, Future]] = deque()
         with (
+            # numpy's OpenBLAS threads busy-wait after each product, on the cores Cycles renders
+            # with: the inputs and writer threads' few small products run on one thread instead
+            single_threaded_blas(),
             self.timer,
             ThreadPoolExecutor(1, thread_name_prefix="flame-batch-inputs") as reader,
             ThreadPoolExecutor(1, thread_name_prefix="flame-batch-writer") as writer,

@@ -3,19 +3,22 @@
 Rewriting the pose shape key makes Blender copy the head's whole shape-key datablock (one key
 block per coefficient: 401 x 5023 x 12 bytes = 24 MB) for evaluation on every frame, which costs
 more than the animation itself. During playback (``frame_change_pre``) the head's pose therefore
-goes elsewhere: into the vertex positions of a points-only mesh, one point per head vertex,
-owned by an object that is linked to no collection. A Geometry Nodes modifier on the head,
-first in its stack, adds those positions to the evaluated vertices (Set Position, offset =
-the correction's position at the same index). Only that small mesh is tagged, so Blender
-evaluates what it evaluates for the shape-key animation alone, plus this modifier.
+goes elsewhere: into a points-only mesh, one point per head vertex, owned by an object that is
+linked to no collection. A Geometry Nodes modifier on the head, first in its stack, maps each
+evaluated vertex ``p`` to ``p + c + D p``: ``c`` the correction's position at the same index,
+``D`` the 3 x 3 map whose columns are its point attributes :data:`COLUMN_ATTRIBUTES` (zero when
+absent). Only that small mesh is tagged, so Blender evaluates what it evaluates for the
+shape-key animation alone, plus this modifier.
 
-The evaluated head is ``Basis + Σ value·(key − Basis) + correction``: with the correction at
-``(LBS(v_shaped) − v_shaped) − (flame_pose − Basis)`` it is FLAME's forward pass exactly, as the
-pose key alone is after an edit. Every write of the pose key (edits, undo, file load, a frame
-whose prediction was wrong) sets the correction back to zero; between the last played frame and
-the next such write, pose key and correction together hold the pose (a file saved then reopens
-exactly). A head without the modifier (files saved by earlier versions, before they are migrated
-on load) or with it turned off plays through the pose key.
+Blender's mix is ``Basis + Σ value·(key − Basis)``. Playback (:mod:`.playback`) either skins it
+(``D`` the blended ``G − I`` of the skinning, ``c`` the rest: the head's keys are FLAME's own) or
+adds an offset (``D = 0``, ``c`` = forward pass minus the mix: the head has keys FLAME adds after
+skinning); both give FLAME's forward pass, as the pose key alone does after an edit. Every write
+of the pose key (edits, undo, file load, a frame whose prediction was wrong) sets the correction
+back to zero; between the last played frame and the next such write, pose key and correction
+together hold the pose (a file saved then reopens exactly). A head without the modifier (files
+saved by earlier versions, before they are migrated on load) or with it turned off plays
+through the pose key.
 """
 
 from __future__ import annotations

@@ -259,9 +259,7 @@ class FlameBackend:
         coefficients = self._coefficient_vector(shape, expression)
         pose, offset = _pose_and_transl(global_pose, neck_pose, jaw_pose, eye_pose, transl)
         rest_joints = self._rest_joints(coefficients, self._check_offsets(offsets))
-        rotations = axis_angle_to_matrix(pose[None])
-        transforms, _, _ = rigid_transforms(rotations, rest_joints[None], self._parents)
-        feature = pose_feature(rotations)[0]
+        feature, per_joint, _ = self._joint_terms(pose, rest_joints)
         if self._skinning_arrays is None:  # float32, vertex-major, whatever the backend (2 MB)
             arrays, n = self.arrays, self.n_vertices
             pose_directions = arrays.pose_directions.reshape(-1, 3, n).transpose(0, 2, 1).reshape(-1, 3 * n)
@@ -270,12 +268,13 @@ class FlameBackend:
                 np.ascontiguousarray(arrays.weights_transposed.T, np.float32),
             )
         pose_directions, weights = self._skinning_arrays
-        # column c of every joint's [G - I | t], (J, 3) each and contiguous, so that each
-        # (V, J) @ (J, 3) product below is one plain BLAS call writing its (V, 3) block in place
-        per_joint = np.ascontiguousarray(transforms[0].transpose(2, 0, 1), np.float32)
+        # column c of every joint's [G - I | t] (rows r * 4 + c of per_joint), (J, 3) each and
+        # contiguous, so that each (V, J) @ (J, 3) product below is one plain BLAS call writing
+        # its (V, 3) block in place
+        columns = np.ascontiguousarray(per_joint.reshape(3, 4, -1).transpose(1, 2, 0), np.float32)
         blended = np.empty((4, self.n_vertices, 3), np.float32)
         for column in range(4):
-            np.matmul(weights, per_joint[column], out=blended[column])
+            np.matmul(weights, columns[column], out=blended[column])
         return Skinning(
             blended=blended,
             pose_offsets=(feature.astype(np.float32) @ pose_directions).reshape(-1, 3),

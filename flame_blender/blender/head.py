@@ -119,7 +119,7 @@ class _HeadCache:
     pose: np.ndarray | None = None  # float64 (18,), what the pose key was computed from
     value_buffer: np.ndarray | None = None
     mute_buffer: np.ndarray | None = None  # bool (blocks,): Blender leaves muted keys out
-    positions: dict[str, int] | None = None  # shape-key name -> index in coefficients
+    positions: dict[str, int] | None = None  # FLAME shape-key name -> index in coefficients
     offsets_index: int | None = None  # key_blocks position of OFFSETS_KEY, if the head has one
     offsets_delta: np.ndarray | None = None  # float64 (V, 3): OFFSETS_KEY minus the reference key
     offsets_scale: float = 0.0  # the offsets key's value (0 when muted) v_shaped was computed with
@@ -167,6 +167,7 @@ def _cache_for(obj, key) -> _HeadCache | None:
         offsets_index=positions.get(OFFSETS_KEY),
         value_buffer=np.empty(len(blocks), dtype=np.float32),
         mute_buffer=np.empty(len(blocks), dtype=bool),
+        positions={name: i for i, name in enumerate(wanted)},
         skinnable=set(positions) <= {key.reference_key.name, *wanted, POSE_KEY, OFFSETS_KEY},
     )
     _caches[obj.session_uid] = cache

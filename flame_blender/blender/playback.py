@@ -24,8 +24,6 @@ from .head import (
     _offsets,
     _pose_delta,
     _write_pose_key,
-    expression_key_name,
-    shape_key_name,
 )
 
 
@@ -54,7 +52,7 @@ def predict_frame(obj: bpy.types.Object, frame: float) -> bool:
         if chosen:
             pose[targets] = sampler.values(object_curves, chosen, frame)
     if len(key_curves):
-        positions = _coefficient_positions(obj, cache)
+        positions = cache.positions
         chosen, targets, sampler = _plan(cache, "key", key_curves, lambda path, _index: _key_target(positions, path))
         if chosen:
             values = sampler.values(key_curves, chosen, frame)
@@ -154,11 +152,3 @@ def _plan(cache: _HeadCache, which: str, curves, target) -> tuple[list[int], np.
     plans[which] = (quick, *plan[1:])
     return plan[2], plan[3], plan[4]
 
-
-def _coefficient_positions(obj, cache: _HeadCache) -> dict[str, int]:
-    positions = cache.positions
-    if positions is None:
-        names = [shape_key_name(i) for i in range(obj.flame.n_shape)]
-        names += [expression_key_name(i) for i in range(obj.flame.n_expression)]
-        positions = cache.positions = {name: i for i, name in enumerate(names)}
-    return positions

@@ -128,7 +128,7 @@ class _HeadCache:
     #: Blender's shape-key mix is ``v_shaped`` plus the pose key, nothing else (no eyelid or
     #: user keys, which FLAME adds after skinning): the correction may then skin it
     skinnable: bool = False
-    plans: dict | None = None  # "object" / "key" -> F-curve signature, chosen curves, targets
+    plans: dict | None = None  # "object" / "key" -> how playback samples the curves (playback._Plan)
 
 
 _caches: dict[int, _HeadCache] = {}

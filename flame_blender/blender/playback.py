@@ -9,6 +9,8 @@ Blender's own shape-key mix, or an offset; else the pose key.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import bpy
 import numpy as np
 
@@ -48,15 +50,15 @@ def predict_frame(obj: bpy.types.Object, frame: float) -> bool:
     coefficients = cache.coefficients.copy()
     pose = cache.pose.copy()
     if len(object_curves):
-        chosen, targets, sampler = _plan(cache, "object", object_curves, _pose_target)
-        if chosen:
-            pose[targets] = sampler.values(object_curves, chosen, frame)
+        plan = _plan(cache, "object", object_curves, _pose_target)
+        if plan.chosen:
+            pose[plan.targets] = plan.sampler.values(object_curves, plan.chosen, frame)
     if len(key_curves):
         positions = cache.positions
-        chosen, targets, sampler = _plan(cache, "key", key_curves, lambda path, _index: _key_target(positions, path))
-        if chosen:
-            values = sampler.values(key_curves, chosen, frame)
-            coefficients[targets] = np.clip(values, -COEFFICIENT_LIMIT, COEFFICIENT_LIMIT)
+        plan = _plan(cache, "key", key_curves, lambda path, _index: _key_target(positions, path))
+        if plan.chosen:
+            values = plan.sampler.values(key_curves, plan.chosen, frame)
+            coefficients[plan.targets] = np.clip(values, -COEFFICIENT_LIMIT, COEFFICIENT_LIMIT)
     coefficients_changed = not np.array_equal(coefficients, cache.coefficients)
     if not coefficients_changed and np.array_equal(pose, cache.pose):
         return True
@@ -131,7 +133,17 @@ def _key_target(positions: dict[str, int], path: str) -> int | None:
     return None
 
 
-def _plan(cache: _HeadCache, which: str, curves, target) -> tuple[list[int], np.ndarray, CurveSampler]:
+class _Plan(NamedTuple):
+    """How one head's curves (of the object, or of its shape keys) are sampled."""
+
+    quick: tuple[int, int]  # (the curves' owner's pointer, curve count): checked every frame
+    signature: list[tuple[str, int]]  # (data path, index) of every curve: checked when quick differs
+    chosen: list[int]  # the curves that drive a FLAME value
+    targets: np.ndarray  # int64: where each chosen curve's value goes
+    sampler: CurveSampler
+
+
+def _plan(cache: _HeadCache, which: str, curves, target) -> _Plan:
     """Which of ``curves`` (Blender's collection) drive a FLAME value, where it goes, and how to
     sample them: remembered per head. The (data path, index) pairs are compared only when the
     action or the number of curves changed; an edit that keeps both (a renamed path, moved or
@@ -142,13 +154,12 @@ def _plan(cache: _HeadCache, which: str, curves, target) -> tuple[list[int], np.
         plans = cache.plans = {}
     plan = plans.get(which)
     quick = (curves.id_data.as_pointer(), len(curves))
-    if plan is not None and plan[0] == quick:
-        return plan[2], plan[3], plan[4]
+    if plan is not None and plan.quick == quick:
+        return plan
     signature = [(curve.data_path, curve.array_index) for curve in curves]
-    if plan is None or plan[1] != signature:
+    if plan is None or plan.signature != signature:
         chosen = [i for i, (path, index) in enumerate(signature) if target(path, index) is not None]
         targets = np.array([target(*signature[i]) for i in chosen], dtype=np.int64)
-        plan = (quick, signature, chosen, targets, CurveSampler([curves[i] for i in chosen]))
-    plans[which] = (quick, *plan[1:])
-    return plan[2], plan[3], plan[4]
-
+        plan = _Plan(quick, signature, chosen, targets, CurveSampler([curves[i] for i in chosen]))
+    plan = plans[which] = plan._replace(quick=quick)
+    return plan

@@ -246,10 +246,11 @@ def write(mesh, offset: np.ndarray, columns: np.ndarray | None = None) -> None:
     attributes["position"].data.foreach_set("vector", np.ascontiguousarray(offset, np.float32).reshape(-1))
     for axis, name in enumerate(COLUMN_ATTRIBUTES):
         attribute = attributes.get(name)
+        if columns is None:
+            if attribute is not None:
+                attributes.remove(attribute)  # a missing attribute reads as zero: nothing to write next time
+            continue
         if attribute is None:
-            if columns is None:
-                continue  # a missing attribute reads as zero
             attribute = attributes.new(name, "FLOAT_VECTOR", "POINT")
-        values = np.zeros(3 * len(mesh.vertices), np.float32) if columns is None else columns[axis]
-        attribute.data.foreach_set("vector", np.ascontiguousarray(values, np.float32).reshape(-1))
+        attribute.data.foreach_set("vector", np.ascontiguousarray(columns[axis], np.float32).reshape(-1))
     mesh.update_tag()

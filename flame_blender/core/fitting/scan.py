@@ -227,11 +227,9 @@ class _ScanFit:
         normals = vertex_normals(vertices, self.model.faces)
         found, to_head = nearest(self.queries, vertices[self.outside_eyes])
         found = self.outside_eyes[found]
-        along = np.abs(np.einsum("nc,nc->n", self.queries - vertices[found], normals[found]))
-        to_head = np.where(to_head < PROBE_GAP, along, to_head)
+        to_head = _near_plane_distance(self.queries - vertices[found], normals[found], to_head)
         nearest_point, to_scan = nearest(vertices[self.region], self.scan)
-        along = np.abs(np.einsum("nc,nc->n", vertices[self.region] - self.scan[nearest_point], normals[self.region]))
-        to_scan = np.where(to_scan < PROBE_GAP, along, to_scan)
+        to_scan = _near_plane_distance(vertices[self.region] - self.scan[nearest_point], normals[self.region], to_scan)
         return theta, float(np.mean(_saturating(to_head)) + np.mean(_saturating(to_scan)))
 
     def point_residual(self, theta: np.ndarray) -> float:
@@ -272,6 +270,14 @@ def _robust(distance: np.ndarray, kernel: float) -> np.ndarray:
     """Geman-McClure weights ``(N,)`` of residuals at a kernel scale (metres)."""
     ratio = (distance / kernel) ** 2
     return 1.0 / (1.0 + ratio) ** 2
+
+
+def _near_plane_distance(difference: np.ndarray, normals: np.ndarray, distance: np.ndarray) -> np.ndarray:
+    """Per pair ``(N,)``: the distance along the head's ``normals (N, 3)`` of the pair's
+    ``difference (N, 3)`` where its point distance ``(N,)`` is within PROBE_GAP (the surfaces
+    meet: measure across, not along), else the point distance."""
+    along = np.abs(np.einsum("nc,nc->n", difference, normals))
+    return np.where(distance < PROBE_GAP, along, distance)
 
 
 def _saturating(distance: np.ndarray, kernel: float = PROBE_KERNEL) -> np.ndarray:

@@ -137,7 +137,7 @@ def rigid_starts(model_points: np.ndarray, face_points: np.ndarray, scan: np.nda
 
 
 def _distinct(candidates: list) -> list:
-    """``candidates`` (best first) less those within DISTINCT of a better one's rotation: ICP
+    """``candidates`` (best first) less those within 45 degrees of a better one's rotation: ICP
     from many starts lands on the same few placements, and a duplicate would waste a probe."""
     kept = []
     for candidate in candidates:
